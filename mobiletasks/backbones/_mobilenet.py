@@ -1,0 +1,144 @@
+"""What MobileNet V1 and V2 share: a ``features`` sequence, named taps, dilation and the classifier."""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import FeatureBackbone, FeatureInfo, check_output_stride, check_width, select_features
+
+
+class DilationPlan:
+    """Turns nominal strides into (stride, dilation) pairs so that the reduction stops at ``output_stride``.
+
+    The layer that would pass ``output_stride`` keeps the previous dilation and loses its stride; every
+    later layer is dilated by the strides removed so far (DeepLabV3, section 3.1).
+    """
+
+    def __init__(self, output_stride: int) -> None:
+        check_output_stride(output_stride)
+        self.output_stride = output_stride
+        self.reduction = 1
+        self.dilation = 1
+
+    def __call__(self, stride: int) -> tuple[int, int]:
+        dilation = self.dilation
+        if self.reduction * stride > self.output_stride:
+            self.dilation *= stride
+            return 1, dilation
+        self.reduction *= stride
+        return stride, dilation
+
+
+@dataclass(frozen=True)
+class _Tap:
+    info: FeatureInfo
+    index: int  # position in ``features``
+    expansion: bool = False  # read inside the block, after its 1x1 expansion
+
+
+class MobileNetBase(FeatureBackbone):
+    """A classifier (``num_classes``, ``dropout``) or, with ``features_only``, a feature extractor.
+
+    Subclasses build ``features`` and describe taps and stage starts, then call ``_finish``.
+    """
+
+    def __init__(self, width_mult: float, output_stride: int) -> None:
+        super().__init__()
+        check_width(width_mult)
+        check_output_stride(output_stride)
+        self.width_mult = width_mult
+        self.output_stride = output_stride
+
+    def _finish(
+        self,
+        features: list[nn.Module],
+        taps: list[_Tap],
+        stage_starts: list[int],
+        *,
+        num_classes: int,
+        dropout: float,
+        features_only: bool,
+        out_features: Sequence[str] | None,
+        frozen_stages: int,
+        freeze_bn: bool,
+    ) -> None:
+        if not features_only and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.features_only = features_only
+        self.num_features: int = features[-1].out_channels  # type: ignore[assignment]
+        chosen = select_features([t.info for t in taps], out_features if features_only else None)
+        self._taps = [t for t in taps if t.info in chosen]
+        self.feature_info = chosen
+        if features_only:  # drop the layers no tap needs: they would cost parameters and time
+            features = features[: self._taps[-1].index + 1]
+        self.features = nn.Sequential(*features)
+        self._stage_starts = [s for s in stage_starts if s < len(features)]
+        self.num_classes = 0 if features_only else num_classes
+        self.classifier = (
+            nn.Identity()
+            if features_only
+            else nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.num_features, num_classes))
+        )
+        _init_weights(self)
+        self.freeze(frozen_stages, freeze_bn)
+
+    def stages(self) -> list[nn.Module]:
+        bounds = [*self._stage_starts, len(self.features)]
+        return [self.features[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last feature map (classifier mode)."""
+        return self.features(x)
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    def forward_taps(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        """All taps of ``feature_info``, computing no layer beyond the last one."""
+        out: OrderedDict[str, Tensor] = OrderedDict()
+        taps = iter(self._taps)
+        tap = next(taps, None)
+        layer: Any
+        for i, layer in enumerate(self.features):
+            if tap is not None and tap.index == i and tap.expansion:
+                hidden = layer.conv[0](x)
+                out[tap.info.name] = hidden
+                x = layer.forward_from_expansion(x, hidden)
+                tap = next(taps, None)
+            else:
+                x = layer(x)
+            while tap is not None and tap.index == i:
+                out[tap.info.name] = x
+                tap = next(taps, None)
+            if tap is None:
+                break
+        return out
+
+    def forward(self, x: Tensor) -> Tensor | OrderedDict[str, Tensor]:
+        if self.features_only:
+            return self.forward_taps(x)
+        return self.forward_head(self.forward_features(x))
+
+
+def _init_weights(model: nn.Module) -> None:
+    # as torchvision's MobileNetV2
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

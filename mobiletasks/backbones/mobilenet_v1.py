@@ -1,0 +1,147 @@
+"""MobileNetV1 (Howard et al., arXiv 1704.04861).
+
+Taps follow the TF-slim names the SSD configs use: ``conv0`` is the stem, ``conv1`` to ``conv13`` the
+depthwise-separable layers (``conv11``: stride 16, 512 channels; ``conv13``: stride 32, 1024).
+The activation is ReLU6, as in the TF-slim and timm reference implementations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from torchvision.models._utils import _make_divisible
+from torchvision.ops.misc import Conv2dNormActivation
+
+from ..registry import register_backbone
+from ._mobilenet import DilationPlan, MobileNetBase, _Tap
+from .base import FeatureInfo
+
+# V1 paper, Table 1: the 13 depthwise-separable layers after the 32-channel stem conv (stride 2)
+V1_SETTING: list[tuple[int, int]] = [
+    # pointwise channels, depthwise stride
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+]
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """3x3 depthwise conv + BN + ReLU6, then 1x1 pointwise conv + BN + ReLU6 (V1 paper, Fig. 3)."""
+
+    def __init__(self, inp: int, oup: int, stride: int, dilation: int) -> None:
+        super().__init__(
+            Conv2dNormActivation(inp, inp, stride=stride, dilation=dilation, groups=inp, activation_layer=nn.ReLU6),
+            Conv2dNormActivation(inp, oup, kernel_size=1, activation_layer=nn.ReLU6),
+        )
+        self.out_channels = oup
+
+
+class MobileNetV1(MobileNetBase):
+    """MobileNetV1 classifier or feature extractor.
+
+    Args:
+        num_classes: classifier outputs (ignored with ``features_only``).
+        width_mult: the width multiplier alpha (V1 paper, section 3.3); channels are rounded to multiples
+            of 8, which leaves the paper's 1.0/0.75/0.5/0.25 widths exact. The resolution multiplier is
+            simply the input size: any size works.
+        dropout: dropout before the classifier.
+        output_stride: 8, 16 or 32; strides beyond it become dilation.
+        features_only: return an ordered dict of feature maps instead of logits.
+        out_features: tap names to return (default: all of ``feature_info``).
+        frozen_stages: freeze the first N of the 5 stages (a stage ends where the stride doubles).
+        freeze_bn: keep every BatchNorm's running statistics fixed in training.
+
+    Example:
+        >>> net = MobileNetV1(features_only=True, out_features=["conv11", "conv13"])
+        >>> [(f.name, f.channels, f.reduction) for f in net.feature_info]
+        [('conv11', 512, 16), ('conv13', 1024, 32)]
+    """
+
+    hub_files = ("mobilenetv1_100*.pth", "mobilenetv1_100*.safetensors")
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        width_mult: float = 1.0,
+        dropout: float = 0.0,
+        output_stride: int = 32,
+        features_only: bool = False,
+        out_features: Sequence[str] | None = None,
+        frozen_stages: int = 0,
+        freeze_bn: bool = False,
+    ) -> None:
+        super().__init__(width_mult, output_stride)
+        plan = DilationPlan(output_stride)
+        stride, _ = plan(2)
+        inp = _make_divisible(32 * width_mult, 8)
+        features: list[nn.Module] = [Conv2dNormActivation(3, inp, stride=stride, activation_layer=nn.ReLU6)]
+        taps: list[_Tap] = []
+        stage_starts = [0]
+        for c, s in V1_SETTING:
+            reduction_in = plan.reduction
+            stride, dilation = plan(s)
+            if s == 2:  # a new stage: tap the last layer before it
+                stage_starts.append(len(features))
+                taps.append(_tap(len(features) - 1, inp, reduction_in))
+            oup = _make_divisible(c * width_mult, 8)
+            features.append(DepthwiseSeparable(inp, oup, stride, dilation))
+            inp = oup
+        taps.append(_tap(len(features) - 1, inp, plan.reduction))
+        self._finish(
+            features,
+            taps,
+            stage_starts,
+            num_classes=num_classes,
+            dropout=dropout,
+            features_only=features_only,
+            out_features=out_features,
+            frozen_stages=frozen_stages,
+            freeze_bn=freeze_bn,
+        )
+
+    @staticmethod
+    def convert_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Accept timm's ``mobilenetv1_100`` layout (``conv_stem``, ``blocks.S.I.conv_dw``) besides ours."""
+        if "conv_stem.weight" not in state:
+            return state
+        # timm's stage S starts at our features index _TIMM_STAGE_START[S]
+        out = {}
+        for key, value in state.items():
+            new = key
+            if m := re.fullmatch(r"blocks\.(\d+)\.(\d+)\.(conv_dw|bn1|conv_pw|bn2)\.(.+)", key):
+                stage, i, part, rest = m.groups()
+                out_index = _TIMM_STAGE_START[int(stage)] + int(i)
+                new = f"features.{out_index}.{_TIMM_BLOCK[part]}.{rest}"
+            elif m := re.fullmatch(r"(conv_stem|bn1)\.(.+)", key):
+                new = f"features.0.{_TIMM_STEM[m[1]]}.{m[2]}"
+            elif m := re.fullmatch(r"classifier\.(.+)", key):
+                new = f"classifier.1.{m[1]}"
+            out[new] = value
+        return out
+
+
+_TIMM_STAGE_START = [1] + [i + 1 for i, (_, s) in enumerate(V1_SETTING) if s == 2]
+_TIMM_STEM = {"conv_stem": "0", "bn1": "1"}
+_TIMM_BLOCK = {"conv_dw": "0.0", "bn1": "0.1", "conv_pw": "1.0", "bn2": "1.1"}
+
+
+def _tap(index: int, channels: int, reduction: int) -> _Tap:
+    return _Tap(FeatureInfo(f"conv{index}", channels, reduction, f"features.{index}"), index)
+
+
+@register_backbone("mobilenet_v1")
+def mobilenet_v1_backbone(**kwargs: object) -> MobileNetV1:
+    """MobileNetV1 feature extractor; keyword arguments as :class:`MobileNetV1`."""
+    return MobileNetV1(features_only=True, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,5 @@
+"""Complete models registered for ``create_model``."""
+
+from . import classification
+
+__all__ = ["classification"]

@@ -1,0 +1,90 @@
+"""Name -> builder registries for backbones and complete models (timm ``_registry.py`` style)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+class Registry:
+    """A decorator registry that rejects duplicate names.
+
+    Besides plain names it resolves *namespaces*: ``"timm/xception41"`` is handed to the builder registered
+    for ``"timm"`` with ``"xception41"`` as its first argument.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._builders: dict[str, Callable[..., nn.Module]] = {}
+        self._namespaces: dict[str, Callable[..., nn.Module]] = {}
+
+    def register(self, name: str | None = None) -> Callable[[F], F]:
+        """Decorator: ``@register_backbone("my_net")`` above a class or builder function."""
+
+        def wrap(fn: F) -> F:
+            key = name or fn.__name__
+            if key in self._builders:
+                raise ValueError(
+                    f"{self.kind} {key!r} is already registered (by {self._builders[key].__module__}); "
+                    "pick another name"
+                )
+            self._builders[key] = fn
+            return fn
+
+        return wrap
+
+    def register_namespace(self, prefix: str, builder: Callable[..., nn.Module]) -> None:
+        if prefix in self._namespaces:
+            raise ValueError(f"{self.kind} namespace {prefix!r} is already registered")
+        self._namespaces[prefix] = builder
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._builders
+
+    def build(self, name: str, **kwargs: Any) -> nn.Module:
+        if name in self._builders:
+            return self._builders[name](**kwargs)
+        prefix, sep, rest = name.partition("/")
+        if sep and prefix in self._namespaces:
+            return self._namespaces[prefix](rest, **kwargs)
+        if "." in name and not sep:
+            return _import(name)(**kwargs)
+        namespaces = ", ".join(f"'{p}/<name>'" for p in sorted(self._namespaces))
+        raise ValueError(
+            f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"
+            + (f"; or {namespaces}" if namespaces else "")
+            + "; or an import path such as 'my_package.module.MyClass'"
+        )
+
+
+def _import(path: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import {path!r} ({err}); give a registered name or 'package.module.Class'") from err
+
+
+BACKBONES = Registry("backbone")
+MODELS = Registry("model")
+
+register_backbone = BACKBONES.register
+register_model = MODELS.register
+
+
+def list_backbones() -> list[str]:
+    """Registered backbone names (``timm/<name>`` and other namespaces resolve on top of these)."""
+    return BACKBONES.names()
+
+
+def list_models() -> list[str]:
+    """Registered complete models (classifiers, detectors, segmenters)."""
+    return MODELS.names()

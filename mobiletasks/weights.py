@@ -1,0 +1,113 @@
+"""Pretrained weights from a local file or the torch hub cache; nothing is ever downloaded.
+
+Files are read with ``torch.load(..., weights_only=True)`` (or safetensors). A model class may define
+``convert_state_dict(state_dict)`` to accept other layouts (MobileNetV1 takes timm's keys) and
+``hub_files``, glob patterns of the files ``pretrained=True`` looks for in ``torch.hub.get_dir()``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+PathLike = str | Path
+_CONTAINERS = ("state_dict", "model", "module", "state_dict_ema")
+_SHOW = 8  # keys named in an error
+
+
+def read_state_dict(path: PathLike) -> dict[str, Tensor]:
+    """A flat ``{key: tensor}`` dict from a .pth/.pt/.bin/.safetensors file or a Lightning checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file {path} does not exist; pass the path of a state dict saved with torch.save"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: object = load_file(str(path))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"cannot read weights file {path}: {type(err).__name__}: {str(err).strip().splitlines()[0]}. "
+            "It must be a state dict saved "
+            "with torch.save(model.state_dict(), path) (tensors only; pickled objects are refused) "
+            "or a Lightning checkpoint"
+        ) from err
+    for key in _CONTAINERS:  # unwrap {"state_dict": ...} and the like
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"weights file {path} holds a {type(obj).__name__}, not a state dict of tensors")
+    return dict(obj)
+
+
+def find_hub_file(patterns: tuple[str, ...], name: str) -> Path:
+    """The newest file in ``<torch hub dir>/checkpoints`` matching one of ``patterns``."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    found = sorted((p for pattern in patterns for p in folder.glob(pattern)), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(
+            f"pretrained=True for {name!r} looks for {' or '.join(patterns)} in {folder} and found none; "
+            "mobiletasks never downloads: copy the file there, or pass pretrained='path/to/weights.pth'"
+        )
+    return found[-1]
+
+
+def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: str = "") -> nn.Module:
+    """Load ``pretrained`` (a path, or True for the hub cache) into ``model`` and return it.
+
+    A classifier whose number of classes differs from the file's keeps its fresh classifier (with a
+    warning), as fine-tuning wants. Feature extractors ignore the keys of layers they do not build.
+    Anything else that does not fit raises ``ValueError`` naming the file and the keys.
+    """
+    if pretrained is None or pretrained is False:
+        return model
+    if pretrained is True:
+        patterns: tuple[str, ...] = getattr(model, "hub_files", ())
+        if not patterns:
+            raise ValueError(f"{name or type(model).__name__} has no known hub weights; pass a file path")
+        path = find_hub_file(patterns, name or type(model).__name__)
+    else:
+        path = Path(pretrained)
+    state = read_state_dict(path)
+    convert = getattr(model, "convert_state_dict", None)
+    if convert is not None:
+        state = convert(state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    fresh = [k for k in missing + wrong if k.startswith("classifier.")]
+    if fresh and not [k for k in missing if not k.startswith("classifier.")]:
+        warnings.warn(f"{path}: classifier weights not loaded ({_keys(fresh)}): shapes differ", stacklevel=2)
+        missing = [k for k in missing if k not in fresh]
+        wrong = [k for k in wrong if k not in fresh]
+        unexpected = [k for k in unexpected if not k.startswith("classifier.")]
+    if getattr(model, "features_only", False):
+        unexpected = []
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} keys ({_keys(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_keys(unexpected)})")
+    if wrong:
+        shapes = ", ".join(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:_SHOW])
+        problems.append(f"{len(wrong)} shape mismatches ({shapes})")
+    if problems:
+        raise ValueError(
+            f"weights file {path} does not fit {name or type(model).__name__}: {'; '.join(problems)}. "
+            "Check that the file is for this architecture and these arguments (width_mult, num_classes)"
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh}, strict=False)
+    return model
+
+
+def _keys(keys: list[str]) -> str:
+    return ", ".join(keys[:_SHOW]) + (", ..." if len(keys) > _SHOW else "")
