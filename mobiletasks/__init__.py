@@ -3,6 +3,7 @@
 from . import backbones, models
 from .backbones import FeatureInfo
 from .factory import create_backbone, create_model
+from .optimize import fuse_bn_, optimize_for_inference
 from .registry import list_backbones, list_models, register_backbone, register_model
 from .summary import ModelSummary, model_summary
 
@@ -14,10 +15,12 @@ __all__ = [
     "backbones",
     "create_backbone",
     "create_model",
+    "fuse_bn_",
     "list_backbones",
     "list_models",
     "model_summary",
     "models",
+    "optimize_for_inference",
     "register_backbone",
     "register_model",
 ]

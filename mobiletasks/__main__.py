@@ -1,0 +1,7 @@
+"""``python -m mobiletasks`` is the ``mobiletasks`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny inputs, models with random BatchNorm statistics, the backbones to check."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+import mobiletasks
+
+HAS_TIMM = importlib.util.find_spec("timm") is not None
+# every registered backbone, plus timm models through the namespace (one MobileNet, one Xception)
+BACKBONES = mobiletasks.list_backbones() + (["timm/mobilenetv1_100", "timm/xception41"] if HAS_TIMM else [])
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights *and* BatchNorm statistics, so that a wrong mapping cannot hide behind defaults."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model.eval()
+
+
+@pytest.fixture
+def image() -> torch.Tensor:
+    return torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))

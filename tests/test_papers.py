@@ -1,0 +1,52 @@
+"""The papers' parameter and MAdds tables (../shared/PAPERS.md), reproduced by ``model_summary``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from mobiletasks import create_model, model_summary
+
+# (model, width, input, params in M, MAdds in M) as printed; ImageNet classifiers with 1000 classes
+ROWS = [
+    ("mobilenet_v1", 1.0, 224, "4.2", "569"),  # V1 Table 6/7
+    ("mobilenet_v1", 0.75, 224, "2.6", "325"),  # V1 Table 6
+    ("mobilenet_v1", 0.5, 224, "1.3", "149"),
+    ("mobilenet_v1", 0.25, 224, "0.5", "41"),
+    ("mobilenet_v1", 1.0, 192, "4.2", "418"),  # V1 Table 7
+    ("mobilenet_v1", 1.0, 160, "4.2", "290"),
+    ("mobilenet_v1", 1.0, 128, "4.2", "186"),
+    ("mobilenet_v2", 1.0, 224, "3.4", "300"),  # V2 Table 4
+    # V2 Table 4 prints 6.9M for 1.4, which the architecture cannot give; PAPERS.md gives the released
+    # TF-slim checkpoint's 6.06M / 582M, which it does.
+    ("mobilenet_v2", 1.4, 224, "6.06", "582"),
+]
+
+
+def close(ours: float, printed: str, rel: float = 0.03) -> bool:
+    """Within ``rel`` of the printed figure, or within its printed precision (0.47M prints as "0.5")."""
+    value = Decimal(printed)
+    half_unit = Decimal(1).scaleb(value.as_tuple().exponent) / 2  # type: ignore[arg-type]
+    return abs(Decimal(ours) - value) <= max(value * Decimal(rel), half_unit)
+
+
+@pytest.mark.parametrize(("name", "width", "size", "params", "madds"), ROWS)
+def test_imagenet_tables(name: str, width: float, size: int, params: str, madds: str) -> None:
+    s = model_summary(create_model(name, width_mult=width, num_classes=1000), size)
+    # the papers count convolution and classifier weights, not BatchNorm's scale and shift
+    assert close(s.params_no_norm / 1e6, params), f"{s.params_no_norm / 1e6:.3f}M params vs {params}M"
+    assert close(s.macs / 1e6, madds), f"{s.macs / 1e6:.1f}M MAdds vs {madds}M"
+    assert s.params > s.params_no_norm  # BatchNorm parameters exist and are counted in ``params``
+
+
+def test_precision_rule_rejects_what_it_should() -> None:
+    assert close(0.47, "0.5") and close(3.47, "3.4")
+    assert not close(0.44, "0.5") and not close(3.51, "3.4") and not close(598, "569")
+
+
+def test_widths_round_to_multiples_of_8() -> None:
+    model = create_model("mobilenet_v2", width_mult=0.35)
+    channels = [m.out_channels for m in model.modules() if hasattr(m, "out_channels")]
+    assert all(c % 8 == 0 for c in channels)
+    assert model.classifier[1].in_features == 1280  # the last 1280 is not thinned below width 1.0

@@ -1,0 +1,93 @@
+"""The registries: duplicate names, unknown names, user backbones, import paths."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from mobiletasks import FeatureInfo, create_backbone, create_model, list_backbones, list_models, register_backbone
+from mobiletasks.backbones import FeatureBackbone
+from mobiletasks.registry import BACKBONES, Registry
+
+
+class TinyBackbone(FeatureBackbone):
+    """What a user writes: two strided convs and their feature info."""
+
+    def __init__(self, width: int = 8, frozen_stages: int = 0, freeze_bn: bool = False) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, width, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.feature_info = [FeatureInfo("c1", width, 2), FeatureInfo("c2", 2 * width, 4)]
+        self.freeze(frozen_stages, freeze_bn)
+
+    def stages(self) -> list[nn.Module]:
+        return [self.c1, self.c2]
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        a = self.c1(x)
+        return OrderedDict(c1=a, c2=self.c2(a))
+
+
+@pytest.fixture
+def user_backbone() -> Iterator[str]:
+    register_backbone("tiny_test_net")(TinyBackbone)
+    yield "tiny_test_net"
+    BACKBONES._builders.pop("tiny_test_net")
+
+
+def test_user_backbone_registers_and_builds(user_backbone: str) -> None:
+    assert user_backbone in list_backbones()
+    net = create_backbone(user_backbone, width=4, frozen_stages=1)
+    out = net(torch.randn(1, 3, 32, 32))
+    assert [o.shape[1] for o in out.values()] == [f.channels for f in net.feature_info] == [4, 8]
+    assert not net.c1.weight.requires_grad and net.c2.weight.requires_grad
+
+
+def test_duplicate_names_are_rejected(user_backbone: str) -> None:
+    with pytest.raises(ValueError, match="'tiny_test_net' is already registered"):
+        register_backbone(user_backbone)(TinyBackbone)
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone("mobilenet_v2")(TinyBackbone)
+
+
+def test_registry_decorator_uses_function_name() -> None:
+    registry = Registry("widget")
+
+    @registry.register()
+    def small_widget() -> nn.Module:
+        return nn.Identity()
+
+    assert registry.names() == ["small_widget"]
+    assert isinstance(registry.build("small_widget"), nn.Identity)
+
+
+def test_unknown_names_list_the_known_ones() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown backbone 'mobilenet_v9'; known: mobilenet_v1, mobilenet_v2.*'timm/<name>'"
+    ):
+        create_backbone("mobilenet_v9")
+    with pytest.raises(ValueError, match=r"unknown model 'resnet'; known: mobilenet_v1, mobilenet_v2"):
+        create_model("resnet")
+    with pytest.raises(ValueError, match="unknown torchvision classifier 'not_a_net'; known: .*resnet18"):
+        create_backbone("torchvision/not_a_net")
+
+
+def test_import_path(user_backbone: str) -> None:
+    net = create_backbone("test_registry.TinyBackbone", width=2)
+    assert [f.channels for f in net.feature_info] == [2, 4]
+    with pytest.raises(ValueError, match="cannot import 'nowhere.Nothing'"):
+        create_backbone("nowhere.Nothing")
+
+
+def test_any_torchvision_classifier_through_the_namespace() -> None:
+    net = create_backbone("torchvision/mnasnet0_5")  # not in the listed five
+    out = net(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in out.values()] == [f.channels for f in net.feature_info]
+
+
+def test_models_are_listed() -> None:
+    assert {"mobilenet_v1", "mobilenet_v2"} <= set(list_models())

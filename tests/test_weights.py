@@ -1,0 +1,154 @@
+"""Pretrained weights: torchvision's and timm's files load into ours and give the same outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from conftest import HAS_TIMM, randomize
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from mobiletasks import create_backbone, create_model
+
+
+@pytest.fixture
+def torchvision_v2(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
+    ref = randomize(torchvision.models.mobilenet_v2())
+    path = tmp_path / "mobilenet_v2-b0353104.pth"
+    torch.save(ref.state_dict(), path)
+    return ref, path
+
+
+def test_torchvision_mobilenet_v2_logits(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
+    ref, path = torchvision_v2
+    ours = create_model("mobilenet_v2", num_classes=1000, pretrained=path).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+
+
+def test_same_file_into_the_backbone(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
+    ref, path = torchvision_v2
+    ours = create_backbone("mobilenet_v2", pretrained=path, out_features=["layer15_expansion", "layer19"]).eval()
+    nodes = {"features.14.conv.0": "layer15_expansion", "features.18": "layer19"}
+    expected = create_feature_extractor(ref, return_nodes=nodes)
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        got, want = ours(x), expected(x)
+    for key in nodes.values():
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_TIMM, reason="needs timm")
+def test_timm_mobilenet_v1_logits(tmp_path: Path) -> None:
+    import timm
+
+    ref = randomize(timm.create_model("mobilenetv1_100", pretrained=False))
+    path = tmp_path / "mobilenetv1_100.pth"
+    torch.save(ref.state_dict(), path)
+    ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path).eval()
+    x = torch.randn(2, 3, 192, 192)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_TIMM, reason="needs timm")
+def test_timm_backbone_from_file(tmp_path: Path) -> None:
+    import timm
+
+    ref = randomize(timm.create_model("mobilenetv1_100", pretrained=False))
+    path = tmp_path / "v1.pth"
+    torch.save(ref.state_dict(), path)
+    ours = create_backbone("timm/mobilenetv1_100", pretrained=path).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(list(ours(x).values())[-1], ref.forward_features(x), rtol=0, atol=1e-5)
+
+
+def test_torchvision_backbone_from_file(tmp_path: Path) -> None:
+    ref = randomize(torchvision.models.resnet18())
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    ours = create_backbone("torchvision/resnet18", pretrained=path).eval()
+    expected = create_feature_extractor(ref, return_nodes={"layer3": "layer3", "layer4": "layer4"})
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        got, want = ours(x), expected(x)
+    torch.testing.assert_close(got["layer3"], want["layer3"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got["layer4"], want["layer4"], rtol=0, atol=1e-5)
+
+
+def test_lightning_checkpoint_layout(tmp_path: Path, torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
+    ref, _ = torchvision_v2
+    path = tmp_path / "last.ckpt"
+    torch.save({"epoch": 3, "state_dict": ref.state_dict()}, path)
+    ours = create_model("mobilenet_v2", pretrained=path).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+
+
+def test_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torchvision_v2: tuple[torch.nn.Module, Path]
+) -> None:
+    ref, path = torchvision_v2
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError, match=r"mobilenet_v2-\*\.pth .*never downloads"):
+        create_model("mobilenet_v2", pretrained=True)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    path.rename(tmp_path / "hub" / "checkpoints" / path.name)
+    ours = create_model("mobilenet_v2", pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+
+
+def test_new_num_classes_keeps_fresh_classifier(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
+    ref, path = torchvision_v2
+    with pytest.warns(UserWarning, match="classifier weights not loaded"):
+        ours = create_model("mobilenet_v2", num_classes=120, pretrained=path)
+    torch.testing.assert_close(ours.features[3].conv[1][0].weight, ref.features[3].conv[1][0].weight)
+    assert ours.classifier[1].out_features == 120
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.pth does not exist"):
+        create_model("mobilenet_v2", pretrained=tmp_path / "nope.pth")
+
+
+def test_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b"\x80\x02 this is not a checkpoint")
+    with pytest.raises(ValueError, match=r"cannot read weights file .*broken\.pth"):
+        create_model("mobilenet_v2", pretrained=path)
+
+
+def test_pickled_objects_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "whole_model.pth"
+    torch.save(torchvision.models.mobilenet_v2(), path)  # a pickled module, not a state dict
+    with pytest.raises(ValueError, match=r"whole_model\.pth.*tensors only"):
+        create_model("mobilenet_v2", pretrained=path)
+
+
+def test_foreign_file_names_the_keys(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(ValueError, match=r"resnet18\.pth does not fit mobilenet_v2: missing \d+ keys \(features\.0\.0"):
+        create_model("mobilenet_v2", pretrained=path)
+
+
+def test_wrong_width_names_the_shapes(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
+    _, path = torchvision_v2
+    with pytest.raises(
+        ValueError, match=r"shape mismatches \(features\.0\.0\.weight: file \(32, 3, 3, 3\) vs model \(16"
+    ):
+        create_model("mobilenet_v2", width_mult=0.5, pretrained=path)
+
+
+def test_not_a_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(ValueError, match="holds a list, not a state dict"):
+        create_model("mobilenet_v1", pretrained=path)
