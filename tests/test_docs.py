@@ -1,0 +1,34 @@
+"""The Python blocks of the docs run, and print what the docs say they print (``# ...`` lines)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from mobiletasks.registry import BACKBONES
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("doc", ["backbones.md"])
+def test_doc_examples(doc: str) -> None:
+    namespace: dict[str, object] = {}
+    registered = set(BACKBONES.names())
+    try:
+        for i, code in enumerate(blocks(DOCS / doc)):
+            expected = [line[2:] for line in code.splitlines() if line.startswith("# ")]
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, f"{doc} block {i}", "exec"), namespace)
+            assert out.getvalue().splitlines() == expected, f"{doc} block {i}"
+    finally:
+        for name in set(BACKBONES.names()) - registered:
+            BACKBONES._builders.pop(name)
