@@ -38,3 +38,25 @@ def test_classifier_to_onnx(tmp_path: Path) -> None:
     (got,) = _export(model, x, tmp_path / "v1.onnx", ["logits"])
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2"])
+def test_optimize_for_inference_keeps_outputs(name: str) -> None:
+    from mobiletasks import optimize_for_inference
+
+    model = randomize(create_model(name, num_classes=10))
+    fast = optimize_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fast(x.contiguous(memory_format=torch.channels_last)), model(x), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_fuse_needs_eval_mode() -> None:
+    from mobiletasks import fuse_bn_
+
+    with pytest.raises(ValueError, match="eval mode"):
+        fuse_bn_(create_model("mobilenet_v2").train())
