@@ -72,14 +72,14 @@ def test_unknown_names_list_the_known_ones() -> None:
         create_backbone("mobilenet_v9")
     with pytest.raises(ValueError, match=r"unknown model 'resnet'; known: mobilenet_v1, mobilenet_v2"):
         create_model("resnet")
-    with pytest.raises(ValueError, match="unknown torchvision classifier 'not_a_net'; known: .*resnet18"):
+    with pytest.raises(ValueError, match=r"unknown torchvision classifier 'not_a_net'; known: .*resnet18"):
         create_backbone("torchvision/not_a_net")
 
 
 def test_import_path(user_backbone: str) -> None:
     net = create_backbone("test_registry.TinyBackbone", width=2)
     assert [f.channels for f in net.feature_info] == [2, 4]
-    with pytest.raises(ValueError, match="cannot import 'nowhere.Nothing'"):
+    with pytest.raises(ValueError, match=r"cannot import 'nowhere\.Nothing'"):
         create_backbone("nowhere.Nothing")
 
 

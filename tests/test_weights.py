@@ -114,7 +114,7 @@ def test_new_num_classes_keeps_fresh_classifier(torchvision_v2: tuple[torch.nn.M
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.pth does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth does not exist"):
         create_model("mobilenet_v2", pretrained=tmp_path / "nope.pth")
 
 
