@@ -44,40 +44,46 @@ class _Tap:
 
 
 class MobileNetBase(FeatureBackbone):
-    """A classifier (``num_classes``, ``dropout``) or, with ``features_only``, a feature extractor.
+    """A MobileNet classifier or, with ``features_only``, feature extractor.
 
-    Subclasses build ``features`` and describe taps and stage starts, then call ``_finish``.
+    Args:
+        num_classes: classifier outputs (ignored with ``features_only``).
+        width_mult: the width multiplier; channels are rounded to multiples of 8.
+        dropout: dropout before the classifier (default: the subclass's ``default_dropout``).
+        output_stride: 8, 16 or 32; strides beyond it become dilation.
+        features_only: return an ordered dict of feature maps instead of logits.
+        out_features: tap names to return (default: all of ``feature_info``); later layers are not built.
+        frozen_stages: freeze the first N of the 5 stages (a stage ends where the stride doubles).
+        freeze_bn: keep every BatchNorm's running statistics fixed in training.
+
+    Subclasses build the layers, their taps and where stages start in ``_layers``.
     """
 
-    def __init__(self, width_mult: float, output_stride: int) -> None:
+    default_dropout = 0.2
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        width_mult: float = 1.0,
+        dropout: float | None = None,
+        output_stride: int = 32,
+        features_only: bool = False,
+        out_features: Sequence[str] | None = None,
+        frozen_stages: int = 0,
+        freeze_bn: bool = False,
+    ) -> None:
         super().__init__()
         check_width(width_mult)
-        check_output_stride(output_stride)
-        self.width_mult = width_mult
-        self.output_stride = output_stride
-
-    def _finish(
-        self,
-        features: list[nn.Module],
-        taps: list[_Tap],
-        stage_starts: list[int],
-        *,
-        num_classes: int,
-        dropout: float,
-        features_only: bool,
-        out_features: Sequence[str] | None,
-        frozen_stages: int,
-        freeze_bn: bool,
-    ) -> None:
+        dropout = self.default_dropout if dropout is None else dropout
         if not features_only and (not isinstance(num_classes, int) or num_classes < 1):
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.features_only = features_only
+        self.width_mult, self.output_stride, self.features_only = width_mult, output_stride, features_only
+        features, taps, stage_starts = self._layers(DilationPlan(output_stride))
         self.num_features: int = features[-1].out_channels  # type: ignore[assignment]
-        chosen = select_features([t.info for t in taps], out_features if features_only else None)
-        self._taps = [t for t in taps if t.info in chosen]
-        self.feature_info = chosen
+        self.feature_info = select_features([t.info for t in taps], out_features if features_only else None)
+        self._taps = [t for t in taps if t.info in self.feature_info]
         if features_only:  # drop the layers no tap needs: they would cost parameters and time
             features = features[: self._taps[-1].index + 1]
         self.features = nn.Sequential(*features)
@@ -90,6 +96,10 @@ class MobileNetBase(FeatureBackbone):
         )
         _init_weights(self)
         self.freeze(frozen_stages, freeze_bn)
+
+    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
+        """The layers of ``features``, the taps among them, and the index where each stage starts."""
+        raise NotImplementedError
 
     def stages(self) -> list[nn.Module]:
         bounds = [*self._stage_starts, len(self.features)]

@@ -8,7 +8,6 @@ The activation is ReLU6, as in the TF-slim and timm reference implementations.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from torch import Tensor, nn
 from torchvision.models._utils import _make_divisible
@@ -49,19 +48,11 @@ class DepthwiseSeparable(nn.Sequential):
 
 
 class MobileNetV1(MobileNetBase):
-    """MobileNetV1 classifier or feature extractor.
+    """MobileNetV1 classifier or feature extractor; arguments as :class:`MobileNetBase`.
 
-    Args:
-        num_classes: classifier outputs (ignored with ``features_only``).
-        width_mult: the width multiplier alpha (V1 paper, section 3.3); channels are rounded to multiples
-            of 8, which leaves the paper's 1.0/0.75/0.5/0.25 widths exact. The resolution multiplier is
-            simply the input size: any size works.
-        dropout: dropout before the classifier.
-        output_stride: 8, 16 or 32; strides beyond it become dilation.
-        features_only: return an ordered dict of feature maps instead of logits.
-        out_features: tap names to return (default: all of ``feature_info``).
-        frozen_stages: freeze the first N of the 5 stages (a stage ends where the stride doubles).
-        freeze_bn: keep every BatchNorm's running statistics fixed in training.
+    ``width_mult`` is the paper's width multiplier alpha (V1 paper, section 3.3); rounding channels to
+    multiples of 8 leaves the paper's 1.0/0.75/0.5/0.25 widths exact. The resolution multiplier is
+    simply the input size: any size works. Default dropout 0, as timm.
 
     Example:
         >>> net = MobileNetV1(features_only=True, out_features=["conv11", "conv13"])
@@ -70,22 +61,11 @@ class MobileNetV1(MobileNetBase):
     """
 
     hub_files = ("mobilenetv1_100*.pth", "mobilenetv1_100*.safetensors")
+    default_dropout = 0.0
 
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        width_mult: float = 1.0,
-        dropout: float = 0.0,
-        output_stride: int = 32,
-        features_only: bool = False,
-        out_features: Sequence[str] | None = None,
-        frozen_stages: int = 0,
-        freeze_bn: bool = False,
-    ) -> None:
-        super().__init__(width_mult, output_stride)
-        plan = DilationPlan(output_stride)
+    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
         stride, _ = plan(2)
-        inp = _make_divisible(32 * width_mult, 8)
+        inp = _make_divisible(32 * self.width_mult, 8)
         features: list[nn.Module] = [Conv2dNormActivation(3, inp, stride=stride, activation_layer=nn.ReLU6)]
         taps: list[_Tap] = []
         stage_starts = [0]
@@ -95,21 +75,11 @@ class MobileNetV1(MobileNetBase):
             if s == 2:  # a new stage: tap the last layer before it
                 stage_starts.append(len(features))
                 taps.append(_tap(len(features) - 1, inp, reduction_in))
-            oup = _make_divisible(c * width_mult, 8)
+            oup = _make_divisible(c * self.width_mult, 8)
             features.append(DepthwiseSeparable(inp, oup, stride, dilation))
             inp = oup
         taps.append(_tap(len(features) - 1, inp, plan.reduction))
-        self._finish(
-            features,
-            taps,
-            stage_starts,
-            num_classes=num_classes,
-            dropout=dropout,
-            features_only=features_only,
-            out_features=out_features,
-            frozen_stages=frozen_stages,
-            freeze_bn=freeze_bn,
-        )
+        return features, taps, stage_starts
 
     @staticmethod
     def convert_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -7,8 +7,6 @@ Taps follow the TF-slim layer numbering the SSDLite configs use: ``layer1`` is t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor, nn
 from torchvision.models._utils import _make_divisible
 from torchvision.ops.misc import Conv2dNormActivation
@@ -61,18 +59,10 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(MobileNetBase):
-    """MobileNetV2 classifier or feature extractor.
+    """MobileNetV2 classifier or feature extractor; arguments as :class:`MobileNetBase`.
 
-    Args:
-        num_classes: classifier outputs (ignored with ``features_only``).
-        width_mult: width multiplier; channels are rounded to multiples of 8 and the last 1280 is
-            not thinned below 1.0 (V2 paper, section 6.1).
-        dropout: dropout before the classifier.
-        output_stride: 8, 16 or 32; strides beyond it become dilation.
-        features_only: return an ordered dict of feature maps instead of logits.
-        out_features: tap names to return (default: all of ``feature_info``).
-        frozen_stages: freeze the first N of the 5 stages (a stage ends where the stride doubles).
-        freeze_bn: keep every BatchNorm's running statistics fixed in training.
+    Channels are rounded to multiples of 8 and the last 1280 is not thinned for widths below 1.0
+    (V2 paper, section 6.1). Default dropout 0.2, as torchvision.
 
     Example:
         >>> net = MobileNetV2(features_only=True, out_features=["layer15_expansion", "layer19"])
@@ -81,27 +71,16 @@ class MobileNetV2(MobileNetBase):
     """
 
     hub_files = ("mobilenet_v2-*.pth",)  # torchvision's ImageNet weights
+    default_dropout = 0.2
 
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        width_mult: float = 1.0,
-        dropout: float = 0.2,
-        output_stride: int = 32,
-        features_only: bool = False,
-        out_features: Sequence[str] | None = None,
-        frozen_stages: int = 0,
-        freeze_bn: bool = False,
-    ) -> None:
-        super().__init__(width_mult, output_stride)
-        plan = DilationPlan(output_stride)
+    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
         stride, _ = plan(2)
-        inp = _make_divisible(32 * width_mult, 8)
+        inp = _make_divisible(32 * self.width_mult, 8)
         features: list[nn.Module] = [Conv2dNormActivation(3, inp, stride=stride, activation_layer=nn.ReLU6)]
         taps: list[_Tap] = []
         stage_starts = [0]
         for t, c, n, s in V2_SETTING:
-            oup = _make_divisible(c * width_mult, 8)
+            oup = _make_divisible(c * self.width_mult, 8)
             for i in range(n):
                 nominal = s if i == 0 else 1
                 reduction_in = plan.reduction
@@ -116,20 +95,10 @@ class MobileNetV2(MobileNetBase):
                 inp = oup
         last = len(features) - 1
         taps.append(_tap(f"layer{last + 1}", inp, plan.reduction, last))
-        head = _make_divisible(1280 * max(1.0, width_mult), 8)
+        head = _make_divisible(1280 * max(1.0, self.width_mult), 8)
         features.append(Conv2dNormActivation(inp, head, kernel_size=1, activation_layer=nn.ReLU6))
         taps.append(_tap(f"layer{last + 2}", head, plan.reduction, last + 1))
-        self._finish(
-            features,
-            taps,
-            stage_starts,
-            num_classes=num_classes,
-            dropout=dropout,
-            features_only=features_only,
-            out_features=out_features,
-            frozen_stages=frozen_stages,
-            freeze_bn=freeze_bn,
-        )
+        return features, taps, stage_starts
 
 
 def _tap(name: str, channels: int, reduction: int, index: int, expansion: bool = False) -> _Tap:
