@@ -6,6 +6,8 @@ import pytest
 import torch
 import torchvision
 from conftest import BACKBONES, randomize
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from mobiletasks import create_backbone, create_model
@@ -148,3 +150,31 @@ def test_adapters_reject_bad_output_stride(name: str) -> None:
 def test_bad_classifier_arguments(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create_model("mobilenet_v2", **kwargs)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    height=st.integers(33, 161),
+    width=st.integers(33, 161),
+    output_stride=st.sampled_from([8, 16, 32]),
+    width_mult=st.sampled_from([0.25, 0.5, 0.75, 1.0, 1.4]),
+    v1=st.booleans(),
+)
+def test_any_resolution_and_width(height: int, width: int, output_stride: int, width_mult: float, v1: bool) -> None:
+    """The resolution multiplier is the input size: any size gives maps of ceil(size / reduction)."""
+    cls = MobileNetV1 if v1 else MobileNetV2
+    net = cls(features_only=True, width_mult=width_mult, output_stride=output_stride).eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, height, width))
+    for f in net.feature_info:
+        assert out[f.name].shape[1:] == (f.channels, -(-height // f.reduction), -(-width // f.reduction))
+
+
+def test_network_that_cannot_be_dilated_says_so() -> None:
+    with pytest.raises(ValueError, match=r"torchvision/inception_v3 cannot run at output_stride=16.*output_stride=32"):
+        create_backbone("torchvision/inception_v3", output_stride=16)
+
+
+def test_out_features_needs_features_only() -> None:
+    with pytest.raises(ValueError, match="out_features needs features_only=True"):
+        create_model("mobilenet_v2", out_features=["layer19"])

@@ -77,12 +77,14 @@ class MobileNetBase(FeatureBackbone):
         dropout = self.default_dropout if dropout is None else dropout
         if not features_only and (not isinstance(num_classes, int) or num_classes < 1):
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if out_features is not None and not features_only:
+            raise ValueError("out_features needs features_only=True (or use create_backbone)")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.width_mult, self.output_stride, self.features_only = width_mult, output_stride, features_only
         features, taps, stage_starts = self._layers(DilationPlan(output_stride))
         self.num_features: int = features[-1].out_channels  # type: ignore[assignment]
-        self.feature_info = select_features([t.info for t in taps], out_features if features_only else None)
+        self.feature_info = select_features([t.info for t in taps], out_features)
         self._taps = [t for t in taps if t.info in self.feature_info]
         if features_only:  # drop the layers no tap needs: they would cost parameters and time
             features = features[: self._taps[-1].index + 1]

@@ -71,14 +71,13 @@ def dilate_(model: nn.Module, output_stride: int) -> None:
         restrided = stride > 1 and reduction * stride > output_stride
         if restrided:
             m.stride = (1, 1)
-        dilation = reduction // min(reduction, output_stride)
-        if kernel > 1 and (restrided or dilation > 1):
-            if isinstance(m, nn.AvgPool2d):  # no dilation: it only smooths; keep the size
-                dilation = 1
-            else:
+        if isinstance(m, nn.Conv2d):
+            dilation = reduction // min(reduction, output_stride)
+            if kernel > 1 and (restrided or dilation > 1):
                 m.dilation = (dilation, dilation)
-            pad = dilation * (kernel - 1) // 2
-            m.padding = (pad, pad)
+                m.padding = (dilation * (kernel - 1) // 2,) * 2
+        elif restrided and kernel > 1:  # a pool: no dilation, "same" padding keeps the size
+            m.padding = ((kernel - 1) // 2,) * 2
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
@@ -109,6 +108,13 @@ class TorchvisionBackbone(FeatureBackbone):
         }
         if output_stride != 32:
             dilate_(model, output_stride)
+            try:
+                model.eval()(torch.zeros(1, 3, _PROBE, _PROBE))
+            except RuntimeError as err:
+                raise ValueError(
+                    f"torchvision/{name} cannot run at output_stride={output_stride}: its parallel branches "
+                    f"do not line up once dilated ({str(err).splitlines()[0]}); use output_stride=32"
+                ) from err
         self.feature_info = select_features(list(taps.values()), out_features)
         self.name, self.output_stride, self.features_only = name, output_stride, True
         nodes = {node: info.name for node, info in taps.items() if info in self.feature_info}
