@@ -29,10 +29,8 @@ class Registry:
         def wrap(fn: F) -> F:
             key = name or fn.__name__
             if key in self._builders:
-                raise ValueError(
-                    f"{self.kind} {key!r} is already registered (by {self._builders[key].__module__}); "
-                    "pick another name"
-                )
+                owner = getattr(self._builders[key], "__module__", "?")
+                raise ValueError(f"{self.kind} {key!r} is already registered (by {owner}); pick another name")
             self._builders[key] = fn
             return fn
 

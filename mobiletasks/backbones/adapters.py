@@ -1,8 +1,8 @@
 """Any torchvision classifier or timm ``features_only`` model as a backbone with the same contract.
 
-``torchvision/<name>``: taps are found with torchvision's feature extraction: the last node at each
-reduction of the classifier's body (before its pooling and classifier), named by the shortest module
-path that ends there (``layer3``, ``features.12``, ``stage4``). ``output_stride`` is reached by turning
+``torchvision/<name>``: taps are found with torchvision's feature extraction: at each reduction, the
+last block output of the classifier's body (before its pooling and classifier), named by its module
+path (``layer3``, ``features.12``, ``stage4``). ``output_stride`` is reached by turning
 the strides beyond it into dilation, measured by a probe forward pass, so it works on any CNN.
 
 ``timm/<name>``: ``timm.create_model(name, features_only=True, output_stride=...)``.
@@ -14,6 +14,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -236,15 +237,7 @@ def _into_body(backbone: nn.Module, state: dict[str, Tensor]) -> dict[str, Tenso
     return out
 
 
-def _torchvision(name: str, **kwargs: object) -> TorchvisionBackbone:
-    return TorchvisionBackbone(name, **kwargs)  # type: ignore[arg-type]
-
-
-def _timm(name: str, **kwargs: object) -> TimmBackbone:
-    return TimmBackbone(name, **kwargs)  # type: ignore[arg-type]
-
-
-BACKBONES.register_namespace("torchvision", _torchvision)
-BACKBONES.register_namespace("timm", _timm)
+BACKBONES.register_namespace("torchvision", TorchvisionBackbone)
+BACKBONES.register_namespace("timm", TimmBackbone)
 for _name in TORCHVISION_BACKBONES:
-    BACKBONES.register(f"torchvision/{_name}")(lambda _n=_name, **kw: _torchvision(_n, **kw))
+    BACKBONES.register(f"torchvision/{_name}")(partial(TorchvisionBackbone, _name))
