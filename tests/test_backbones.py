@@ -71,6 +71,7 @@ def test_named_taps_of_the_papers() -> None:
     assert [(f.channels, f.reduction) for f in v2.feature_info] == [(576, 16), (320, 32), (1280, 32)]
     v1 = create_backbone("mobilenet_v1", out_features=["conv11", "conv13"])
     assert [(f.channels, f.reduction) for f in v1.feature_info] == [(512, 16), (1024, 32)]
+    assert [f.name for f in create_backbone("mobilenet_v1", out_features="conv13").feature_info] == ["conv13"]
 
 
 def test_unneeded_layers_are_not_built() -> None:

@@ -152,3 +152,24 @@ def test_not_a_state_dict(tmp_path: Path) -> None:
     torch.save([torch.zeros(1)], path)
     with pytest.raises(ValueError, match="holds a list, not a state dict"):
         create_model("mobilenet_v1", pretrained=path)
+
+
+@pytest.mark.skipif(not HAS_TIMM, reason="needs timm (and its safetensors)")
+def test_safetensors_file_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    ref = randomize(timm.create_model("mobilenetv1_100", pretrained=False))
+    (tmp_path / "checkpoints").mkdir()
+    save_file(ref.state_dict(), str(tmp_path / "checkpoints" / "mobilenetv1_100.ra4_e3600_r224_in1k.safetensors"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    ours = create_model("mobilenet_v1", pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+
+
+def test_torchvision_backbone_hub_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"resnet18-f37072fd\.pth in .*checkpoints"):
+        create_backbone("torchvision/resnet18", pretrained=True)

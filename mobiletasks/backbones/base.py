@@ -43,6 +43,8 @@ def select_features(available: Sequence[FeatureInfo], out_features: Sequence[str
     """The taps named by ``out_features`` (all when None), in network order."""
     if out_features is None:
         return list(available)
+    if isinstance(out_features, str):
+        out_features = [out_features]
     names = [f.name for f in available]
     unknown = [n for n in out_features if n not in names]
     if unknown or not out_features:
