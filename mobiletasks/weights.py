@@ -81,6 +81,7 @@ def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: 
     if convert is not None:
         state = convert(state)
     own = model.state_dict()
+    state = _strip_prefix(state, own)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -107,6 +108,18 @@ def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: 
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh}, strict=False)
     return model
+
+
+def _strip_prefix(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Keys under a prefix (a Lightning task's ``model.``, DataParallel's ``module.``, a detector's
+    ``model.backbone.``) lose it when the model's own first key appears only below it."""
+    first = next(iter(own), None)
+    if first is None or first in state:
+        return state
+    prefix = next((k[: -len(first)] for k in state if k.endswith("." + first)), None)
+    if prefix is None:
+        return state
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _keys(keys: list[str]) -> str:

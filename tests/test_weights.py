@@ -173,3 +173,16 @@ def test_torchvision_backbone_hub_file_name(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"resnet18-f37072fd\.pth in .*checkpoints"):
         create_backbone("torchvision/resnet18", pretrained=True)
+
+
+def test_prefixed_checkpoint_of_a_larger_model(tmp_path: Path) -> None:
+    """A task checkpoint holds ``model.backbone.*`` among other keys: the backbone loads from it."""
+    ref = randomize(create_backbone("mobilenet_v1", out_features=["conv13"]))
+    state = {f"model.backbone.{k}": v for k, v in ref.state_dict().items()}
+    state["model.head.weight"] = torch.zeros(3)
+    path = tmp_path / "epoch=1.ckpt"
+    torch.save({"state_dict": state}, path)
+    ours = create_backbone("mobilenet_v1", out_features=["conv13"], pretrained=path).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)["conv13"], ref(x)["conv13"], rtol=0, atol=0)
