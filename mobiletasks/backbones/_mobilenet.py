@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torchvision.models._utils import _make_divisible
+from torchvision.ops.misc import Conv2dNormActivation
 
 from .base import FeatureBackbone, FeatureInfo, check_output_stride, check_width, select_features
 
@@ -139,6 +141,12 @@ class MobileNetBase(FeatureBackbone):
         if self.features_only:
             return self.forward_taps(x)
         return self.forward_head(self.forward_features(x))
+
+
+def stem(plan: DilationPlan, width_mult: float) -> Conv2dNormActivation:
+    """The 3x3 stride-2 conv with 32 channels (before thinning) that both papers start with."""
+    stride, _ = plan(2)
+    return Conv2dNormActivation(3, _make_divisible(32 * width_mult, 8), stride=stride, activation_layer=nn.ReLU6)
 
 
 def _init_weights(model: nn.Module) -> None:

@@ -14,7 +14,7 @@ from torchvision.models._utils import _make_divisible
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ..registry import register_backbone
-from ._mobilenet import DilationPlan, MobileNetBase, _Tap
+from ._mobilenet import DilationPlan, MobileNetBase, _Tap, stem
 from .base import FeatureInfo
 
 # V1 paper, Table 1: the 13 depthwise-separable layers after the 32-channel stem conv (stride 2)
@@ -64,9 +64,9 @@ class MobileNetV1(MobileNetBase):
     default_dropout = 0.0
 
     def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
-        stride, _ = plan(2)
-        inp = _make_divisible(32 * self.width_mult, 8)
-        features: list[nn.Module] = [Conv2dNormActivation(3, inp, stride=stride, activation_layer=nn.ReLU6)]
+        first = stem(plan, self.width_mult)
+        features: list[nn.Module] = [first]
+        inp: int = first.out_channels
         taps: list[_Tap] = []
         stage_starts = [0]
         for c, s in V1_SETTING:
