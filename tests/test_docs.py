@@ -11,19 +11,19 @@ import pytest
 
 from mobiletasks.registry import BACKBONES
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("doc", ["backbones.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/backbones.md"])
 def test_doc_examples(doc: str) -> None:
     namespace: dict[str, object] = {}
     registered = set(BACKBONES.names())
     try:
-        for i, code in enumerate(blocks(DOCS / doc)):
+        for i, code in enumerate(blocks(ROOT / doc)):
             expected = [line[2:] for line in code.splitlines() if line.startswith("# ")]
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
