@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import pytest
 import torch
 from torch import nn
 
@@ -26,8 +25,3 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
     return model.eval()
-
-
-@pytest.fixture
-def image() -> torch.Tensor:
-    return torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))

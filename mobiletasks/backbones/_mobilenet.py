@@ -61,7 +61,7 @@ class MobileNetBase(FeatureBackbone):
     Subclasses build the layers, their taps and where stages start in ``_layers``.
     """
 
-    default_dropout = 0.2
+    default_dropout: float  # each subclass states its reference's default
 
     def __init__(
         self,
