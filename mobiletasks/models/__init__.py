@@ -1,5 +1,5 @@
 """Complete models registered for ``create_model``."""
 
-from . import classification
+from . import classification, detection
 
-__all__ = ["classification"]
+__all__ = ["classification", "detection"]
