@@ -1,0 +1,251 @@
+"""COCO box mAP through pycocotools, the reference implementation.
+
+``COCOEvaluator`` collects a model's predictions (xyxy boxes in original pixels, contiguous labels) as COCO
+results (xywh, original category ids) and runs ``COCOeval`` on the images it has seen; crowd regions of the
+ground truth are ignore regions, as pycocotools treats them. ``evaluate_results_file`` scores a results file
+written by ``COCOEvaluator.write_results`` (or by any other detector) against an annotations file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import Tensor
+
+PathLike = str | Path
+
+# the twelve numbers of COCOeval.stats, in its order
+STAT_NAMES: tuple[str, ...] = (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+)
+# what each of them is, in COCOeval.summarize's words
+STAT_DESCRIPTIONS: dict[str, str] = {
+    "map": "AP @ IoU=0.50:0.95 area=all    maxDets=100",
+    "map_50": "AP @ IoU=0.50      area=all    maxDets=100",
+    "map_75": "AP @ IoU=0.75      area=all    maxDets=100",
+    "map_small": "AP @ IoU=0.50:0.95 area=small  maxDets=100",
+    "map_medium": "AP @ IoU=0.50:0.95 area=medium maxDets=100",
+    "map_large": "AP @ IoU=0.50:0.95 area=large  maxDets=100",
+    "mar_1": "AR @ IoU=0.50:0.95 area=all    maxDets=1",
+    "mar_10": "AR @ IoU=0.50:0.95 area=all    maxDets=10",
+    "mar_100": "AR @ IoU=0.50:0.95 area=all    maxDets=100",
+    "mar_small": "AR @ IoU=0.50:0.95 area=small  maxDets=100",
+    "mar_medium": "AR @ IoU=0.50:0.95 area=medium maxDets=100",
+    "mar_large": "AR @ IoU=0.50:0.95 area=large  maxDets=100",
+}
+_RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
+_BOX_DECIMALS = 2  # as the COCO annotations
+_SCORE_DECIMALS = 5
+
+
+def load_coco(path: PathLike) -> COCO:
+    """A pycocotools ``COCO`` index of an annotations file, without pycocotools' prints."""
+    data = _read_json(Path(path), "annotations")
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
+        raise ValueError(
+            f"annotations file {path} is not in COCO format: it needs 'images' and 'categories' lists "
+            "(and 'annotations'), as instances_val2017.json has"
+        )
+    data.setdefault("annotations", [])
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def run_cocoeval(
+    coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int] | None = None
+) -> tuple[dict[str, float], str]:
+    """``COCOeval`` (boxes) of ``results`` on ``image_ids`` (default: all images of ``coco_gt``).
+
+    Returns the twelve stats under ``STAT_NAMES`` and the text ``COCOeval.summarize`` prints. No results at
+    all gives zeros (pycocotools' ``loadRes`` cannot take an empty list). ``results`` are modified in place
+    by ``loadRes`` (it adds area, id, iscrowd): pass fresh dicts.
+    """
+    if not results:
+        return dict.fromkeys(STAT_NAMES, 0.0), "no detections: every stat is 0\n"
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(results)
+        coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        if image_ids is not None:
+            coco_eval.params.imgIds = sorted(image_ids)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        coco_eval.summarize()
+    return dict(zip(STAT_NAMES, (float(s) for s in coco_eval.stats), strict=True)), text.getvalue()
+
+
+class COCOEvaluator:
+    """COCO box mAP of a detector's predictions, computed by pycocotools on the images seen.
+
+    Args:
+        coco_gt: the ground truth, a ``COCO`` index or the path of an annotations json.
+        category_ids: ``category_ids[label]`` is the COCO category id of contiguous label ``label``
+            (default: the sorted category ids of ``coco_gt``, the order the data modules number them in).
+
+    ``update(preds, targets)`` takes per image a prediction dict (``boxes`` xyxy in original pixels,
+    ``scores``, ``labels``) and a target dict with the COCO ``image_id``; an image seen again replaces its
+    earlier detections. ``compute()`` returns the twelve ``COCOeval.stats`` under ``STAT_NAMES`` (``map``,
+    ``map_50``, ...) over the seen images only, and keeps pycocotools' printed table in ``summary``.
+
+    Example:
+        >>> import torch
+        >>> gt = COCO()
+        >>> gt.dataset = {"images": [{"id": 7, "width": 64, "height": 48}], "categories": [{"id": 3, "name": "car"}],
+        ...     "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [8, 8, 20, 10], "area": 200,
+        ...     "iscrowd": 0}]}
+        >>> gt.createIndex()
+        creating index...
+        index created!
+        >>> evaluator = COCOEvaluator(gt)
+        >>> pred = {"boxes": torch.tensor([[8.0, 8.0, 28.0, 18.0]]), "scores": torch.tensor([0.9]),
+        ...     "labels": torch.tensor([0])}
+        >>> evaluator.update([pred], [{"image_id": 7}])
+        >>> evaluator.results()
+        [{'image_id': 7, 'category_id': 3, 'bbox': [8.0, 8.0, 20.0, 10.0], 'score': 0.9}]
+        >>> round(evaluator.compute()["map"], 6)  # pycocotools' precision is tp / (tp + fp + eps)
+        1.0
+    """
+
+    def __init__(self, coco_gt: COCO | PathLike, category_ids: Sequence[int] | None = None) -> None:
+        self.coco_gt = coco_gt if isinstance(coco_gt, COCO) else load_coco(coco_gt)
+        known = sorted(self.coco_gt.getCatIds())
+        if category_ids is None:
+            category_ids = known
+        unknown = sorted(set(category_ids) - set(known))
+        if unknown:
+            raise ValueError(
+                f"category_ids {unknown} are not categories of the ground truth (its ids: {known}); "
+                "pass the COCO category id of each contiguous label"
+            )
+        self.category_ids = torch.tensor(list(category_ids), dtype=torch.int64)
+        self.summary = ""
+        # image id -> (category ids [M], xywh boxes [M, 4] float64, scores [M] float64)
+        self._detections: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def reset(self) -> None:
+        """Forget every image seen."""
+        self._detections = {}
+        self.summary = ""
+
+    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Any]]) -> None:
+        """Add one batch: a prediction dict and a target dict (with ``image_id``) per image."""
+        if len(preds) != len(targets):
+            raise ValueError(f"update got {len(preds)} predictions and {len(targets)} targets; pass one per image")
+        num_classes = len(self.category_ids)
+        for pred, target in zip(preds, targets, strict=True):
+            image_id = int(target["image_id"])
+            if image_id not in self.coco_gt.imgs:
+                raise ValueError(
+                    f"image_id {image_id} is not an image of the ground truth; "
+                    "targets must carry the COCO image id of the annotations file"
+                )
+            boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
+            labels = pred["labels"].detach().to("cpu", torch.int64).reshape(-1)
+            scores = pred["scores"].detach().to("cpu", torch.float64).reshape(-1)
+            if not len(boxes) == len(labels) == len(scores):
+                raise ValueError(
+                    f"image {image_id}: {len(boxes)} boxes, {len(labels)} labels and {len(scores)} scores; "
+                    "a prediction needs one label and one score per box"
+                )
+            bad = labels[(labels < 0) | (labels >= num_classes)]
+            if len(bad):
+                raise ValueError(
+                    f"image {image_id}: label {int(bad[0])} is not in 0..{num_classes - 1}; "
+                    f"labels are contiguous indices into the {num_classes} category_ids"
+                )
+            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+            self._detections[image_id] = (self.category_ids[labels], xywh, scores)
+
+    def results(self) -> list[dict[str, Any]]:
+        """The detections in COCO results format: image_id, category_id, bbox (xywh, rounded), score."""
+        if not self._detections:
+            return []
+        image_ids = torch.cat([torch.full_like(c, i) for i, (c, _, _) in self._detections.items()]).tolist()
+        category_ids = torch.cat([c for c, _, _ in self._detections.values()]).tolist()
+        boxes = torch.cat([b for _, b, _ in self._detections.values()]).round(decimals=_BOX_DECIMALS).tolist()
+        scores = torch.cat([s for _, _, s in self._detections.values()]).round(decimals=_SCORE_DECIMALS).tolist()
+        return [
+            {"image_id": i, "category_id": c, "bbox": b, "score": s}
+            for i, c, b, s in zip(image_ids, category_ids, boxes, scores, strict=True)
+        ]
+
+    def write_results(self, path: PathLike) -> None:
+        """Write ``results()`` as a json file that ``mobiletasks evaluate`` (or pycocotools) reads."""
+        Path(path).write_text(json.dumps(self.results()))
+
+    def compute(self) -> dict[str, float]:
+        """The twelve COCO stats over the images seen (all 0.0 when there is no detection at all)."""
+        stats, self.summary = run_cocoeval(self.coco_gt, self.results(), list(self._detections))
+        return stats
+
+
+def evaluate_results_file(annotations: PathLike, results: PathLike) -> dict[str, float]:
+    """The twelve COCO stats of a results file, on every image of the annotations file (as pycocotools does).
+
+    Images without any result count as missed. Raises ``FileNotFoundError`` for a missing file and
+    ``ValueError`` for a file that is not json, or results that name an image or category the annotations
+    do not have.
+    """
+    coco_gt = load_coco(annotations)
+    anns = read_results(results)
+    images, categories = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
+    for key, known in (("image_id", images), ("category_id", categories)):
+        unknown = [value for value in dict.fromkeys(ann[key] for ann in anns) if value not in known]
+        if unknown:
+            raise ValueError(
+                f"results file {results} names {key} {unknown[0]}"
+                f"{f' (and {len(unknown) - 1} more)' if len(unknown) > 1 else ''}, which annotations file "
+                f"{annotations} does not have; evaluate the results against the annotations of the same split"
+            )
+    stats, _ = run_cocoeval(coco_gt, anns)
+    return stats
+
+
+def read_results(path: PathLike) -> list[dict[str, Any]]:
+    """The detections of a COCO results json: a list of {image_id, category_id, bbox, score}."""
+    anns = _read_json(Path(path), "results")
+    if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+        raise ValueError(
+            f"results file {path} holds a {type(anns).__name__}; it must be a json list of "
+            '{"image_id", "category_id", "bbox": [x, y, w, h], "score"} objects'
+        )
+    for i, ann in enumerate(anns):
+        missing = [k for k in _RESULT_KEYS if k not in ann]
+        if missing:
+            raise ValueError(
+                f"results file {path}: detection {i} lacks {', '.join(missing)}; each needs "
+                f"{', '.join(_RESULT_KEYS)} (bbox as [x, y, w, h])"
+            )
+    return anns
+
+
+def _read_json(path: Path, kind: str) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file {path} does not exist; pass the path of a COCO {kind} json")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{kind} file {path} is not valid json ({err}); pass a COCO {kind} json") from err

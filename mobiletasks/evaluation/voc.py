@@ -1,0 +1,175 @@
+"""Pascal VOC box mAP, as the VOC devkit's ``VOCevaldet.m`` and ``VOCap.m`` compute it.
+
+Per class, detections of all images are ranked by score; each one is matched to the ground-truth box of its
+class it overlaps most (IoU >= 0.5, the devkit's ``ovmax >= minoverlap``). It is a true positive if that box is
+not matched yet, a false positive if it is (a duplicate) or if no box overlaps enough; detections matched to a
+``difficult`` box count as neither, and difficult boxes are not among the positives to find. Boxes are
+continuous xyxy, so the IoU equals the devkit's on its 1-based inclusive pixel boxes (whose widths are
+``xmax - xmin + 1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou
+
+
+def average_precision(scores: Tensor, tp: Tensor, num_gt: int, *, use_07_metric: bool = False) -> float:
+    """AP of ranked detections: ``scores`` [N], ``tp`` [N] bool (false = false positive), ``num_gt`` positives.
+
+    VOC2010 and later (``use_07_metric=False``): the area under the precision envelope (the precision made
+    monotone decreasing in recall). VOC2007: the mean over recall thresholds 0, 0.1, ..., 1 of the highest
+    precision at a recall of at least the threshold (0 where that recall is never reached). Ties in score keep
+    the given order, as the devkit's sort does.
+
+    Example:
+        >>> # ranked TP, FP, TP with 2 positives: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1
+        >>> scores, tp = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([True, False, True])
+        >>> round(average_precision(scores, tp, 2), 4)  # 1/2 * 1 + 1/2 * 2/3
+        0.8333
+        >>> round(average_precision(scores, tp, 2, use_07_metric=True), 4)  # (6 * 1 + 5 * 2/3) / 11
+        0.8485
+    """
+    if num_gt <= 0:
+        raise ValueError(f"num_gt is {num_gt}; AP needs at least one ground-truth box")
+    if len(scores) == 0:
+        return 0.0
+    order = torch.sort(scores, descending=True, stable=True).indices
+    hits = tp[order].to(torch.float64)
+    ctp = hits.cumsum(0)
+    precision = ctp / torch.arange(1, len(hits) + 1, dtype=torch.float64)
+    if use_07_metric:
+        # recall >= k/10 is exact in float64: both sides are correctly rounded quotients of small integers
+        thresholds = torch.arange(11, dtype=torch.float64) / 10
+        reached = (ctp / num_gt)[None, :] >= thresholds[:, None]  # [11, N]
+        return float(torch.where(reached, precision[None, :], 0.0).amax(dim=1).mean())
+    # VOCap.m: mrec = [0; rec; 1], mpre = [0; prec; 0]; the envelope is the running max from the right;
+    # the recall steps are taken on the counts (mrec * num_gt), so that a perfect ranking gives exactly 1
+    zero = torch.zeros(1, dtype=torch.float64)
+    found = torch.cat([zero, ctp, torch.full((1,), float(num_gt), dtype=torch.float64)])
+    mpre = torch.cat([zero, precision, zero])
+    envelope = mpre.flip(0).cummax(0).values.flip(0)
+    return float(((found[1:] - found[:-1]) * envelope[1:]).sum() / num_gt)
+
+
+class VOCEvaluator:
+    """Pascal VOC mAP at one IoU threshold: ``map`` (VOC2010+ area), ``map_07`` (VOC2007 11-point), ``ap/<class>``.
+
+    Args:
+        class_names: the name of each contiguous label, e.g. the 20 VOC classes.
+        iou_threshold: the overlap a detection needs to match a box (VOC: 0.5).
+
+    ``update(preds, targets)`` takes per image a prediction dict (``boxes`` xyxy, ``scores``, ``labels``) and
+    a target dict (``boxes``, ``labels``, optional ``difficult`` bool). Classes without any (non-difficult)
+    ground truth have no AP: they are left out of the dict and of the means, as the devkit would give NaN.
+
+    Example:
+        >>> evaluator = VOCEvaluator(["cat", "dog"])
+        >>> target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([1])}
+        >>> pred = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 9.0]]), "scores": torch.tensor([0.8]),
+        ...     "labels": torch.tensor([1])}
+        >>> evaluator.update([pred], [target])
+        >>> evaluator.compute()
+        {'map': 1.0, 'map_07': 1.0, 'ap/dog': 1.0}
+    """
+
+    def __init__(self, class_names: Sequence[str], iou_threshold: float = 0.5) -> None:
+        if not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold is {iou_threshold}; it must be in (0, 1], e.g. 0.5 as in VOC")
+        self.class_names = list(class_names)
+        self.iou_threshold = iou_threshold
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image seen."""
+        self._labels: list[Tensor] = []  # per image, of the detections that count (not matched to difficult)
+        self._scores: list[Tensor] = []
+        self._tp: list[Tensor] = []
+        self._num_gt = torch.zeros(len(self.class_names), dtype=torch.int64)
+
+    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Any]]) -> None:
+        """Add one batch: a prediction dict and a target dict per image."""
+        if len(preds) != len(targets):
+            raise ValueError(f"update got {len(preds)} predictions and {len(targets)} targets; pass one per image")
+        for pred, target in zip(preds, targets, strict=True):
+            gt_boxes = target["boxes"].detach().to("cpu", torch.float32).reshape(-1, 4)
+            gt_labels = self._check_labels(target["labels"], "target")
+            difficult = target.get("difficult")
+            gt_difficult = (
+                torch.zeros(len(gt_labels), dtype=torch.bool)
+                if difficult is None
+                else difficult.detach().to("cpu", torch.bool).reshape(-1)
+            )
+            if not len(gt_boxes) == len(gt_labels) == len(gt_difficult):
+                raise ValueError(
+                    f"a target has {len(gt_boxes)} boxes, {len(gt_labels)} labels and {len(gt_difficult)} "
+                    "difficult flags; it needs one label (and flag) per box"
+                )
+            boxes = pred["boxes"].detach().to("cpu", torch.float32).reshape(-1, 4)
+            labels = self._check_labels(pred["labels"], "prediction")
+            scores = pred["scores"].detach().to("cpu", torch.float64).reshape(-1)
+            if not len(boxes) == len(labels) == len(scores):
+                raise ValueError(
+                    f"a prediction has {len(boxes)} boxes, {len(labels)} labels and {len(scores)} scores; "
+                    "it needs one label and one score per box"
+                )
+            self._num_gt += torch.bincount(gt_labels[~gt_difficult], minlength=len(self.class_names))
+            tp, ignore = self._match(boxes, labels, scores, gt_boxes, gt_labels, gt_difficult)
+            self._labels.append(labels[~ignore])
+            self._scores.append(scores[~ignore])
+            self._tp.append(tp[~ignore])
+
+    def _match(
+        self, boxes: Tensor, labels: Tensor, scores: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_difficult: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Per detection: true positive, and matched to a difficult box (ignored); greedy by score, per class."""
+        tp = torch.zeros(len(boxes), dtype=torch.bool)
+        ignore = torch.zeros(len(boxes), dtype=torch.bool)
+        if len(boxes) == 0 or len(gt_boxes) == 0:
+            return tp, ignore
+        order = torch.sort(scores, descending=True, stable=True).indices
+        iou = box_iou(boxes[order], gt_boxes)
+        iou[labels[order][:, None] != gt_labels[None, :]] = -1.0  # a detection only sees boxes of its class
+        ovmax, jmax = iou.max(dim=1)  # the devkit's best box, matched or not (first of equals)
+        hit = ovmax >= self.iou_threshold
+        ignore_sorted = hit & gt_difficult[jmax]
+        candidate = hit & ~gt_difficult[jmax]
+        # the first candidate (highest score) on each box is the true positive; later ones are duplicates
+        rank = torch.arange(len(boxes))
+        first = torch.full((len(gt_boxes),), len(boxes), dtype=torch.int64)
+        first.scatter_reduce_(0, jmax[candidate], rank[candidate], reduce="amin")
+        tp[order] = candidate & (first[jmax] == rank)
+        ignore[order] = ignore_sorted
+        return tp, ignore
+
+    def _check_labels(self, labels: Tensor, kind: str) -> Tensor:
+        labels = labels.detach().to("cpu", torch.int64).reshape(-1)
+        bad = labels[(labels < 0) | (labels >= len(self.class_names))]
+        if len(bad):
+            raise ValueError(
+                f"a {kind} has label {int(bad[0])}, not in 0..{len(self.class_names) - 1}; labels are contiguous "
+                f"indices into class_names ({len(self.class_names)} classes)"
+            )
+        return labels
+
+    def compute(self) -> dict[str, float]:
+        """``map``, ``map_07`` and ``ap/<class>`` over the classes with ground truth (0.0 when none has any)."""
+        labels = torch.cat([torch.zeros(0, dtype=torch.int64), *self._labels])
+        scores = torch.cat([torch.zeros(0, dtype=torch.float64), *self._scores])
+        tp = torch.cat([torch.zeros(0, dtype=torch.bool), *self._tp])
+        aps: dict[str, float] = {}
+        aps_07: list[float] = []
+        for c, name in enumerate(self.class_names):
+            num_gt = int(self._num_gt[c])
+            if num_gt == 0:
+                continue
+            mine = labels == c
+            aps[f"ap/{name}"] = average_precision(scores[mine], tp[mine], num_gt)
+            aps_07.append(average_precision(scores[mine], tp[mine], num_gt, use_07_metric=True))
+        if not aps:
+            return {"map": 0.0, "map_07": 0.0}
+        return {"map": sum(aps.values()) / len(aps), "map_07": sum(aps_07) / len(aps_07), **aps}
