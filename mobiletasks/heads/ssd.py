@@ -130,4 +130,3 @@ class SSDHead(nn.Module):
 def ssdlite_head(in_channels: Sequence[int], num_anchors: Sequence[int], num_classes: int) -> SSDLiteHead:
     """torchvision's SSDLite predictor (3x3 depthwise + BN + ReLU6, then 1x1), MobileNetV2 paper section 6.2."""
     return SSDLiteHead(list(in_channels), list(num_anchors), num_classes, nn.BatchNorm2d)
-
