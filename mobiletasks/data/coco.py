@@ -1,0 +1,319 @@
+"""COCO detection: the official layout (an image folder and an ``instances_*.json``), read with pycocotools.
+
+Labels are contiguous, 0..num_classes-1, in the order of the sorted category ids of the json;
+``category_ids[label]`` gives the original COCO id back (for results files and ``COCOEvaluator``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from mobiletasks.data.detection import (
+    DetectionDataModule,
+    DetectionDataset,
+    PathLike,
+    Record,
+    Transform,
+    check_split,
+    clean_boxes,
+    raise_if_missing,
+)
+
+if TYPE_CHECKING:
+    from mobiletasks.evaluation.coco import COCOEvaluator
+
+
+def load_coco(annotations: PathLike) -> COCO:
+    """A pycocotools ``COCO`` of ``annotations``, quietly; errors name the file."""
+    annotations = Path(annotations)
+    if not annotations.is_file():
+        raise FileNotFoundError(
+            f"COCO annotation file {annotations} does not exist; pass the split's instances_*.json (annotations=...)"
+        )
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            return COCO(str(annotations))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{annotations} is not a COCO instances json: {type(err).__name__}: {err}") from err
+
+
+def read_categories(annotations: PathLike) -> list[dict[str, Any]]:
+    """The ``categories`` of a COCO json, sorted by id; the official files are read from their end only."""
+    annotations = Path(annotations)
+    if not annotations.is_file():
+        raise FileNotFoundError(f"COCO annotation file {annotations} does not exist (needed for the class names)")
+    categories = _tail_categories(annotations)
+    if categories is None:
+        with annotations.open() as f:
+            categories = json.load(f).get("categories")
+    if not isinstance(categories, list) or not categories:
+        raise ValueError(f"COCO annotation file {annotations} lists no categories; it needs a 'categories' list")
+    return sorted(categories, key=lambda c: int(c["id"]))
+
+
+def _tail_categories(path: Path, tail: int = 1 << 20) -> list[dict[str, Any]] | None:
+    """``categories`` when it is the last key of the json (as in the official files), else None."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - tail))
+        text = f.read().decode("utf-8", errors="replace")
+    start = text.rfind('"categories"')
+    if start < 0:
+        return None
+    try:
+        value, end = json.JSONDecoder().raw_decode(text, text.index("[", start))
+    except (ValueError, json.JSONDecodeError):
+        return None
+    # only whitespace and the closing brace of the top-level object may follow
+    if text[end:].strip() != "}" or not all(isinstance(c, dict) and "id" in c for c in value):
+        return None
+    return list(value)
+
+
+class COCODetection(DetectionDataset):
+    """COCO detection dataset: ``(image, target)`` as in the contract, ``image_id`` the COCO image id.
+
+    Crowd annotations (``iscrowd=1``) are left out of the targets (the evaluator reads them from the json).
+    Boxes are clipped to their image and those with no area dropped. ``stats`` counts images, boxes (kept),
+    crowd annotations, clipped and dropped boxes, and images left without boxes (``empty_images``).
+    Images are ordered by id.
+
+    Args:
+        images: folder holding the split's images (``file_name`` of the json is relative to it).
+        annotations: the split's ``instances_*.json``.
+        transform: a :class:`~mobiletasks.data.transforms.DetectionTransform`; None: original images.
+        keep_empty: keep images without boxes (no annotations, or only crowd or zero-area ones); False
+            drops them.
+
+    Raises:
+        FileNotFoundError: the folder, the json or image files listed in the json are missing.
+        ValueError: an annotation has an unknown category id, an unknown image id, or a bbox that is not
+            four numbers (the message names the json and the annotation id).
+    """
+
+    def __init__(
+        self,
+        images: PathLike,
+        annotations: PathLike,
+        transform: Transform | None = None,
+        keep_empty: bool = True,
+    ) -> None:
+        super().__init__(transform)
+        self.images, self.annotations = Path(images), Path(annotations)
+        if not self.images.is_dir():
+            raise FileNotFoundError(
+                f"COCO image folder {self.images} does not exist; pass the folder holding the images of "
+                f"{self.annotations.name} (images=...)"
+            )
+        self.coco = load_coco(self.annotations)
+        self.category_ids: list[int] = sorted(self.coco.getCatIds())
+        if not self.category_ids:
+            raise ValueError(f"COCO annotation file {self.annotations} lists no categories")
+        self.class_names = [str(self.coco.cats[c]["name"]) for c in self.category_ids]
+        self.records, self.stats = self._build_records(keep_empty)
+        raise_if_missing(
+            (r.path for r in self.records),
+            f"image files listed in {self.annotations} are",
+            f"check that images={self.images} is the folder of this split",
+        )
+        self._log_stats(self.annotations)
+
+    def label_to_category_id(self, label: int) -> int:
+        """The original COCO category id of a contiguous label."""
+        return self.category_ids[label]
+
+    def category_id_to_label(self, category_id: int) -> int:
+        """The contiguous label of a COCO category id."""
+        try:
+            return self.category_ids.index(category_id)
+        except ValueError:
+            raise ValueError(f"category id {category_id} is not in {self.annotations}") from None
+
+    def _build_records(self, keep_empty: bool) -> tuple[list[Record], dict[str, int]]:
+        label_of = {cat: label for label, cat in enumerate(self.category_ids)}
+        per_image: dict[int, list[tuple[list[float], int]]] = {image_id: [] for image_id in self.coco.imgs}
+        stats = {"images": 0, "boxes": 0, "crowd": 0, "clipped": 0, "dropped": 0, "empty_images": 0}
+        for ann in self.coco.dataset.get("annotations", []):
+            ann_id = ann.get("id")
+            if ann.get("category_id") not in label_of:
+                raise ValueError(
+                    f"{self.annotations}: annotation id {ann_id} has category_id {ann.get('category_id')!r}, which "
+                    f"is not among the categories of the file ({len(label_of)}); add it to 'categories' or fix the "
+                    "annotation"
+                )
+            if ann.get("image_id") not in per_image:
+                raise ValueError(
+                    f"{self.annotations}: annotation id {ann_id} refers to image_id {ann.get('image_id')!r}, which "
+                    "is not in 'images'"
+                )
+            bbox = ann.get("bbox")
+            if not isinstance(bbox, list | tuple) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+                raise ValueError(
+                    f"{self.annotations}: annotation id {ann_id} has bbox {bbox!r}; a COCO bbox is four numbers "
+                    "[x, y, width, height]"
+                )
+            if ann.get("iscrowd", 0):
+                stats["crowd"] += 1
+                continue
+            x, y, w, h = (float(v) for v in bbox)
+            per_image[ann["image_id"]].append(([x, y, x + w, y + h], label_of[ann["category_id"]]))
+        records = []
+        for image_id in sorted(per_image):
+            info = self.coco.imgs[image_id]
+            width, height = int(info.get("width", 0)), int(info.get("height", 0))
+            anns = per_image[image_id]
+            boxes = np.array([a[0] for a in anns], dtype=np.float64).reshape(-1, 4)
+            labels = np.array([a[1] for a in anns], dtype=np.int64)
+            if width and height:
+                boxes, keep, clipped = clean_boxes(boxes, width, height)
+                stats["clipped"] += clipped
+                stats["dropped"] += int((~keep).sum())
+                boxes, labels = boxes[keep], labels[keep]
+            if len(boxes) == 0:
+                stats["empty_images"] += 1
+                if not keep_empty:
+                    continue
+            stats["boxes"] += len(boxes)
+            name = str(info["file_name"])
+            records.append(
+                Record(self.images / name, name, int(image_id), width, height, boxes.astype(np.float32), labels)
+            )
+        stats["images"] = len(records)
+        return records, stats
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class COCODetectionDataModule(DetectionDataModule):
+    """COCO detection in the official layout under ``root`` (paths below are relative to it).
+
+    Training images are augmented (SSD pipeline, :func:`~mobiletasks.data.transforms.train_transform`)
+    and resized to ``image_size``; val/test/predict images keep their size. ``keep_empty`` applies to
+    training only: evaluation always sees every image. Without ``test_images``/``test_annotations`` the test
+    split is the val split; without ``predict_images`` prediction runs on the val split.
+
+    ``num_classes``, ``class_names`` and ``category_ids`` (label -> COCO category id) come from the
+    categories of the train json (read once, lazily, from the file's end), so a subclass may create its
+    files in ``__init__`` before they are needed.
+
+    Args:
+        root: the dataset folder (e.g. ``coco`` holding ``train2017/``, ``val2017/``, ``annotations/``).
+        train_images, val_images, test_images: image folders of the splits, relative to ``root``.
+        train_annotations, val_annotations, test_annotations: their instances json files.
+        image_size: side of the square training images.
+        batch_size: training batch size; ``eval_batch_size`` (default ``batch_size``) for the others.
+        num_workers: DataLoader worker processes.
+        keep_empty: keep training images without annotations (negatives).
+        augment: SSD augmentation for training; False: resize only.
+        predict_images: a folder of images (any size) to predict on instead of the val split.
+
+    Example:
+        >>> dm = COCODetectionDataModule("data/coco", image_size=320)  # nothing is read yet
+        >>> dm.image_size, dm.eval_batch_size
+        (320, 32)
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        train_images: str = "train2017",
+        train_annotations: str = "annotations/instances_train2017.json",
+        val_images: str = "val2017",
+        val_annotations: str = "annotations/instances_val2017.json",
+        test_images: str | None = None,
+        test_annotations: str | None = None,
+        image_size: int = 320,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        keep_empty: bool = True,
+        augment: bool = True,
+        predict_images: str | None = None,
+    ) -> None:
+        super().__init__(image_size, batch_size, eval_batch_size, num_workers, augment, predict_images)
+        self.save_hyperparameters()
+        if (test_images is None) != (test_annotations is None):
+            raise ValueError(
+                f"set both test_images and test_annotations or neither (got test_images={test_images!r}, "
+                f"test_annotations={test_annotations!r})"
+            )
+        self.root = Path(root)
+        self.keep_empty = keep_empty
+        self.splits: dict[str, tuple[str, str]] = {
+            "train": (train_images, train_annotations),
+            "val": (val_images, val_annotations),
+        }
+        if test_images is not None and test_annotations is not None:
+            self.splits["test"] = (test_images, test_annotations)
+        self._categories: list[dict[str, Any]] | None = None
+
+    def source(self, split: str) -> str:
+        """The configured split that ``split`` reads: "test" without test files and "predict" read "val"."""
+        check_split(split, ("train", "val", "test", "predict"))
+        return split if split in self.splits else "val"
+
+    def paths(self, split: str) -> tuple[Path, Path]:
+        """(image folder, annotation json) of ``split`` under ``root``."""
+        images, annotations = self.splits[self.source(split)]
+        return self.root / images, self.root / annotations
+
+    @property
+    def categories(self) -> list[dict[str, Any]]:
+        """The train json's categories, sorted by id (read on first use)."""
+        if self._categories is None:
+            annotations = self.paths("train")[1]
+            if not annotations.is_file():
+                raise FileNotFoundError(
+                    f"COCO annotation file {annotations} does not exist; set root (now {self.root}) to the dataset "
+                    "folder or train_annotations to the instances json relative to it"
+                )
+            self._categories = read_categories(annotations)
+        return self._categories
+
+    @property
+    def category_ids(self) -> list[int]:
+        """``category_ids[label]`` is the COCO category id of contiguous label ``label``."""
+        return [int(c["id"]) for c in self.categories]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c["name"]) for c in self.categories]
+
+    def make_dataset(self, split: str) -> COCODetection:
+        images, annotations = self.paths(split)
+        source = self.source(split)
+        for path, arg in ((images, f"{source}_images"), (annotations, f"{source}_annotations")):
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"COCO {split} data: {path} does not exist; set root (now {self.root}) to the dataset folder "
+                    f"or {arg} to the path relative to it"
+                )
+        dataset = COCODetection(
+            images,
+            annotations,
+            transform=self.split_transform(split),
+            keep_empty=self.keep_empty if split == "train" else True,
+        )
+        if dataset.category_ids != self.category_ids:
+            raise ValueError(
+                f"the categories of {annotations} differ from those of {self.paths('train')[1]}; "
+                "all splits need the same category list"
+            )
+        return dataset
+
+    def evaluator(self, split: Literal["val", "test"] = "val") -> COCOEvaluator:
+        """A ``COCOEvaluator`` on the split's json, mapping labels back to the original category ids."""
+        from mobiletasks.evaluation.coco import COCOEvaluator
+
+        check_split(split, ("val", "test"))
+        dataset = self.datasets.get(split)
+        coco_gt = dataset.coco if isinstance(dataset, COCODetection) else self.paths(split)[1]
+        return COCOEvaluator(coco_gt, self.category_ids)

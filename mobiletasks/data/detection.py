@@ -1,0 +1,322 @@
+"""What COCO and VOC detection share: records, box cleaning, loading, skipping, and the DataModule base.
+
+A dataset parses all annotations when it is built (no image is decoded then), cleans the boxes (clipped to
+the image, zero-area ones dropped, both counted in ``stats``) and checks that every image file exists.
+
+Images that exist but cannot be decoded are found only when loaded, possibly deep in an epoch. Such a
+sample is skipped instead of ending the run: a warning names the file, ``dataset.skipped`` counts it (shared
+with DataLoader workers) and ``__getitem__`` returns ``None``, which
+:func:`~mobiletasks.data.collate.detection_collate` leaves out of the batch. The same happens to an image
+whose decoded size differs from the size its annotation gives, since its boxes would not fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.context
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from mobiletasks.data.collate import detection_collate
+from mobiletasks.data.io import ImageReadError, image_to_tensor, read_image
+from mobiletasks.data.transforms import train_transform
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | Path
+Sample = tuple[Tensor, dict[str, Any]]
+# (uint8 image [H, W, 3], boxes [N, 4]) -> (image Tensor [3, H', W'], boxes [K, 4], kept rows [K]);
+# mobiletasks.data.transforms.DetectionTransform is one
+Transform = Callable[[np.ndarray, np.ndarray], tuple[Tensor, Tensor, Tensor]]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_SHOW = 5  # file names listed in an error
+
+
+class SharedCounter:
+    """An integer that DataLoader worker processes add to and the main process reads.
+
+    Copies made outside process start (``copy.deepcopy``, ``pickle``) get a private counter with the value.
+    """
+
+    def __init__(self, value: int = 0) -> None:
+        self._shared = _shared_int(value)
+
+    @property
+    def value(self) -> int:
+        return int(self._shared.value)
+
+    def add(self, n: int = 1) -> None:
+        with self._shared.get_lock():
+            self._shared.value += n
+
+    def __getstate__(self) -> dict[str, Any]:
+        if multiprocessing.context.get_spawning_popen() is None:  # a plain copy, not a worker starting
+            return {"value": self.value}
+        return {"shared": self._shared}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._shared = state["shared"] if "shared" in state else _shared_int(state["value"])
+
+
+def _shared_int(value: int) -> Any:
+    # a lock made in the spawn context can also go to forked and forkserver workers (not the other way round)
+    return multiprocessing.get_context("spawn").Value("q", value)
+
+
+@dataclass
+class Record:
+    """One image and its cleaned annotations (``boxes`` None: an image without annotations, to predict on)."""
+
+    path: Path
+    file_name: str
+    image_id: int
+    width: int = 0  # 0: unknown, not checked
+    height: int = 0
+    boxes: np.ndarray | None = None  # float32 [N, 4] xyxy pixels
+    labels: np.ndarray | None = None  # int64 [N]
+    difficult: np.ndarray | None = None  # bool [N] (VOC)
+
+
+def clean_boxes(boxes: np.ndarray, width: float, height: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Clip xyxy ``boxes`` to the image; returns (clipped boxes, mask of boxes with positive area, number clipped).
+
+    Example:
+        >>> b, keep, n = clean_boxes(np.array([[-5.0, 0, 10, 10], [3, 3, 3, 9]]), 8, 8)
+        >>> b[0].tolist(), keep.tolist(), n
+        ([0.0, 0.0, 8.0, 8.0], [True, False], 1)
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    clipped = boxes.copy()
+    clipped[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
+    clipped[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])  # False for NaN too
+    changed = np.any(clipped != boxes, axis=1) & keep
+    return clipped.astype(np.float32), keep, int(changed.sum())
+
+
+def missing_files(paths: Iterable[Path]) -> list[Path]:
+    """The paths that do not exist; one directory listing per folder instead of a stat per file."""
+    listed: dict[Path, set[str]] = {}
+    missing = []
+    for path in paths:
+        folder = path.parent
+        if folder not in listed:
+            listed[folder] = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        if path.name not in listed[folder]:
+            missing.append(path)
+    return missing
+
+
+def raise_if_missing(paths: Iterable[Path], what: str, fix: str) -> None:
+    """FileNotFoundError listing the first few missing files and their number."""
+    missing = missing_files(paths)
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:_SHOW]) + (", ..." if len(missing) > _SHOW else "")
+        raise FileNotFoundError(f"{len(missing)} {what} missing: {shown}; {fix}")
+
+
+def untransformed(image: np.ndarray, boxes: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+    """The identity :data:`Transform`: the image as a tensor, every box kept."""
+    return image_to_tensor(image), torch.from_numpy(np.asarray(boxes, np.float32)), torch.arange(len(boxes))
+
+
+class DetectionDataset(Dataset):
+    """Base of the detection datasets: ``records`` in, ``(image, target)`` samples out (see the module doc).
+
+    Subclasses fill ``records``, ``class_names`` and ``stats``. ``transform`` (a
+    :class:`~mobiletasks.data.transforms.DetectionTransform`) augments; None: the original image.
+    """
+
+    def __init__(self, transform: Transform | None = None) -> None:
+        self.transform = transform
+        self.records: list[Record] = []
+        self.class_names: list[str] = []
+        self.stats: dict[str, int] = {}
+        self._skipped = SharedCounter()
+        self._dropped = SharedCounter()
+        self._warned: set[str] = set()
+
+    @property
+    def skipped(self) -> int:
+        """How many times a sample was skipped because its image could not be read (all workers)."""
+        return self._skipped.value
+
+    @property
+    def dropped_by_transform(self) -> int:
+        """How many boxes the augmentation removed (cropped away or too small), all workers."""
+        return self._dropped.value
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Sample | None:
+        record = self.records[index]
+        try:
+            image = read_image(record.path)
+        except ImageReadError as err:
+            self._skip(record, f"{err}")
+            return None
+        height, width = image.shape[:2]
+        if record.width and (record.width, record.height) != (width, height):
+            self._skip(
+                record,
+                f"image {record.path} is {width}x{height} pixels (after EXIF orientation) but its annotation says "
+                f"{record.width}x{record.height}; fix the annotation's width/height or the image",
+            )
+            return None
+        transform = self.transform or untransformed
+        target: dict[str, Any] = {"image_id": record.image_id, "file_name": record.file_name}
+        if record.boxes is None or record.labels is None:  # an image to predict on
+            return transform(image, np.zeros((0, 4), np.float32))[0], target
+        image_t, boxes, keep = transform(image, record.boxes)
+        if len(keep) < len(record.boxes):
+            self._dropped.add(len(record.boxes) - len(keep))
+        rows = keep.numpy()
+        target["boxes"] = boxes.reshape(-1, 4).float()
+        target["labels"] = torch.from_numpy(record.labels[rows]).long()
+        if record.difficult is not None:
+            target["difficult"] = torch.from_numpy(record.difficult[rows]).bool()
+        return image_t, target
+
+    def _skip(self, record: Record, message: str) -> None:
+        self._skipped.add()
+        if record.file_name not in self._warned:  # warned once per file and process; counted every time
+            self._warned.add(record.file_name)
+            logger.warning("skipping sample %d of %s: %s", record.image_id, type(self).__name__, message)
+
+    def _log_stats(self, source: PathLike) -> None:
+        clipped, dropped = self.stats.get("clipped", 0), self.stats.get("dropped", 0)
+        if clipped or dropped:
+            logger.warning(
+                "%s: %d boxes clipped to their image, %d boxes with zero or negative area dropped (of %d)",
+                source,
+                clipped,
+                dropped,
+                self.stats.get("boxes", 0) + dropped,
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} images, {len(self.class_names)} classes, transform={self.transform})"
+
+
+class ImageFolder(DetectionDataset):
+    """All images under ``folder`` (any size, sorted by path), for prediction: targets hold only
+    ``image_id`` (the index) and ``file_name`` (relative to ``folder``)."""
+
+    def __init__(self, folder: PathLike, transform: Transform | None = None) -> None:
+        super().__init__(transform)
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"image folder {folder} does not exist; pass a folder of images (predict_images)")
+        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not paths:
+            raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        self.records = [Record(p, p.relative_to(folder).as_posix(), i) for i, p in enumerate(paths)]
+
+
+class DetectionDataModule(L.LightningDataModule):
+    """Base of the COCO and VOC data modules: transforms per split and one loader factory.
+
+    Subclasses implement ``make_dataset(split)``, ``class_names`` and ``evaluator(split)``. Splits:
+    "train" (augmented, ``image_size`` square), "val", "test", "predict" (original images). Datasets are
+    built in ``setup`` (or on first use) and kept in ``self.datasets``.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        augment: bool = True,
+        predict_images: PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        sizes = {"image_size": image_size, "batch_size": batch_size, "eval_batch_size": eval_batch_size}
+        for name, value in sizes.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be 0 (load in the main process) or more, got {num_workers}")
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.predict_images = predict_images
+        # per-split transforms; None = the original image (the model resizes internally)
+        self.train_aug: Transform | None = train_transform(image_size, augment=augment)
+        self.val_aug: Transform | None = None
+        self.test_aug: Transform | None = None
+        self.predict_aug: Transform | None = None
+        self.datasets: dict[str, DetectionDataset] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Object classes, without background."""
+        return len(self.class_names)
+
+    def make_dataset(self, split: str) -> DetectionDataset:
+        raise NotImplementedError
+
+    def split_transform(self, split: str) -> Transform | None:
+        """The transform attribute of ``split``: ``train_aug``, ``val_aug``, ``test_aug``, ``predict_aug``."""
+        transform: Transform | None = getattr(self, f"{split}_aug")
+        return transform
+
+    def setup(self, stage: str) -> None:
+        """Build the datasets the stage needs ("fit": train and val)."""
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        if stage not in splits:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(splits)}")
+        for split in splits[stage]:
+            self.dataset(split)
+
+    def dataset(self, split: str) -> DetectionDataset:
+        """The dataset of ``split``, built on first use."""
+        if split not in self.datasets:
+            if split == "predict" and self.predict_images is not None:
+                self.datasets[split] = ImageFolder(self.predict_images, transform=self.predict_aug)
+            else:
+                self.datasets[split] = self.make_dataset(split)
+        return self.datasets[split]
+
+    def _dataloader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=split == "train",
+            num_workers=self.num_workers,
+            collate_fn=detection_collate,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._dataloader("predict")
+
+
+def check_split(split: str, choices: Sequence[str]) -> None:
+    if split not in choices:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(choices)}")

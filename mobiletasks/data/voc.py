@@ -1,0 +1,262 @@
+"""Pascal VOC detection: the VOCdevkit layout (``VOC2007/``, ``VOC2012/`` with ``Annotations/*.xml``,
+``JPEGImages/``, ``ImageSets/Main/<set>.txt``).
+
+VOC boxes are 1-based inclusive pixels; they become continuous xyxy ``(xmin - 1, ymin - 1, xmax, ymax)``,
+so that the continuous IoU equals the devkit's "+1" IoU.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from PIL import Image
+
+from mobiletasks.data.detection import (
+    DetectionDataModule,
+    DetectionDataset,
+    PathLike,
+    Record,
+    Transform,
+    check_split,
+    clean_boxes,
+    raise_if_missing,
+)
+
+if TYPE_CHECKING:
+    from mobiletasks.evaluation.voc import VOCEvaluator
+
+# the 20 classes, in the devkit's (alphabetical) order
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+
+
+def check_classes(classes: Sequence[str] | None) -> list[str]:
+    """``classes`` as a list (default :data:`VOC_CLASSES`); empty or repeated names raise ValueError."""
+    names = list(VOC_CLASSES if classes is None else classes)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"classes must be distinct names, at least one, got {names}")
+    return names
+
+
+def parse_set(name: str) -> tuple[str, str]:
+    """``"2007/trainval"`` -> ``("2007", "trainval")``."""
+    year, _, image_set = name.partition("/")
+    if not year or not image_set or "/" in image_set:
+        raise ValueError(
+            f"VOC set {name!r} must be '<year>/<image set>', e.g. '2007/trainval' for "
+            "VOC2007/ImageSets/Main/trainval.txt"
+        )
+    return year, image_set
+
+
+class VOCDetection(DetectionDataset):
+    """Pascal VOC detection over one or more image sets, joined in order.
+
+    ``image_id`` is the index in the joined list, ``file_name`` the image path relative to ``root``
+    (``VOC2007/JPEGImages/000005.jpg``). Targets always carry ``difficult`` (bool [N]); with
+    ``keep_difficult=False`` (training) difficult objects are left out, so it is all False.
+    All XML files are parsed when the dataset is built; boxes are clipped and zero-area ones dropped.
+    ``stats`` counts images, boxes (kept), difficult objects (kept or left out), clipped and dropped boxes.
+
+    Args:
+        root: the VOCdevkit folder, holding ``VOC2007/``, ``VOC2012/``, ...
+        sets: image sets as ``"<year>/<set>"``: ``["2007/trainval", "2012/trainval"]``.
+        classes: class names, label = index (default: the 20 VOC classes).
+        keep_difficult: keep the objects marked difficult (for evaluation).
+        transform: a :class:`~mobiletasks.data.transforms.DetectionTransform`; None: original images.
+
+    Raises:
+        FileNotFoundError: a year folder, an image set list, XML files or images are missing.
+        ValueError: a malformed set name, XML file or box, or an object of a class not in ``classes``
+            (the message names the XML file).
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        sets: Sequence[str] = ("2007/trainval",),
+        classes: Sequence[str] | None = None,
+        keep_difficult: bool = False,
+        transform: Transform | None = None,
+    ) -> None:
+        super().__init__(transform)
+        self.root = Path(root)
+        self.sets = [sets] if isinstance(sets, str) else list(sets)
+        if not self.sets:
+            raise ValueError("sets is empty; name at least one image set, e.g. ['2007/trainval']")
+        self.class_names = check_classes(classes)
+        self.keep_difficult = keep_difficult
+        self._label_of = {name: label for label, name in enumerate(self.class_names)}
+        entries = [entry for name in self.sets for entry in self._list_set(name)]
+        raise_if_missing((xml for _, xml in entries), "VOC annotation files are", "the image set lists them")
+        raise_if_missing((image for image, _ in entries), "VOC images are", "the image set lists them")
+        self.stats = {"images": len(entries), "boxes": 0, "difficult": 0, "clipped": 0, "dropped": 0}
+        self.records = [self._parse(image, xml, image_id) for image_id, (image, xml) in enumerate(entries)]
+        self._log_stats(self.root)
+
+    def _list_set(self, name: str) -> list[tuple[Path, Path]]:
+        year, image_set = parse_set(name)
+        folder = self.root / f"VOC{year}"
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"VOC folder {folder} for set {name!r} does not exist; root (now {self.root}) must be the VOCdevkit "
+                f"folder that holds VOC{year}/"
+            )
+        listing = folder / "ImageSets" / "Main" / f"{image_set}.txt"
+        if not listing.is_file():
+            raise FileNotFoundError(f"VOC image set list {listing} for set {name!r} does not exist")
+        ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        return [(folder / "JPEGImages" / f"{i}.jpg", folder / "Annotations" / f"{i}.xml") for i in ids]
+
+    def _parse(self, image: Path, xml: Path, image_id: int) -> Record:
+        try:
+            tree = ET.parse(xml).getroot()
+        except ET.ParseError as err:
+            raise ValueError(f"VOC annotation file {xml} is not valid XML: {err}") from err
+        width, height = _int(tree.findtext("size/width")), _int(tree.findtext("size/height"))
+        if not width or not height:  # no <size>: read it from the image header (no decoding)
+            with Image.open(image) as img:
+                width, height = img.size
+        boxes, labels, difficult = [], [], []
+        for k, obj in enumerate(tree.iter("object")):
+            name = (obj.findtext("name") or "").strip()
+            if name not in self._label_of:
+                raise ValueError(
+                    f"VOC annotation file {xml}: object {k} has class {name!r}, which is not among the classes "
+                    f"({', '.join(self.class_names)}); pass classes=[...] to include it"
+                )
+            is_difficult = _int(obj.findtext("difficult")) == 1
+            self.stats["difficult"] += is_difficult
+            if is_difficult and not self.keep_difficult:
+                continue
+            try:
+                box = [float(obj.findtext(f"bndbox/{c}") or "") for c in ("xmin", "ymin", "xmax", "ymax")]
+            except ValueError:
+                raise ValueError(
+                    f"VOC annotation file {xml}: object {k} ({name}) needs a <bndbox> with numeric xmin, ymin, "
+                    "xmax, ymax"
+                ) from None
+            boxes.append([box[0] - 1, box[1] - 1, box[2], box[3]])  # 1-based inclusive -> continuous
+            labels.append(self._label_of[name])
+            difficult.append(is_difficult)
+        clipped, keep, n_clipped = clean_boxes(np.array(boxes, dtype=np.float64), width, height)
+        self.stats["clipped"] += n_clipped
+        self.stats["dropped"] += int((~keep).sum())
+        self.stats["boxes"] += int(keep.sum())
+        return Record(
+            image,
+            image.relative_to(self.root).as_posix(),
+            image_id,
+            width,
+            height,
+            clipped[keep],
+            np.array(labels, dtype=np.int64)[keep],
+            np.array(difficult, dtype=bool)[keep],
+        )
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(float(text)) if text is not None else 0
+    except ValueError:
+        return 0
+
+
+class VOCDetectionDataModule(DetectionDataModule):
+    """Pascal VOC detection from a VOCdevkit folder.
+
+    Training joins ``train_sets`` (augmented, ``image_size`` square, difficult objects left out unless
+    ``keep_difficult``); val/test keep every object with its ``difficult`` flag, at the original size.
+    Without ``test_sets`` the test split is the val split; without ``predict_images`` prediction runs on
+    the val split.
+
+    Args:
+        root: the VOCdevkit folder (holding ``VOC2007/``, ``VOC2012/``).
+        train_sets, val_sets, test_sets: image sets as ``"<year>/<set>"``.
+        classes: class names (default: the 20 VOC classes).
+        keep_difficult: keep difficult objects in training.
+        image_size: side of the square training images (300: SSD300).
+        batch_size: training batch size; ``eval_batch_size`` (default ``batch_size``) for the others.
+        num_workers: DataLoader worker processes.
+        augment: SSD augmentation for training; False: resize only.
+        predict_images: a folder of images (any size) to predict on instead of the val split.
+
+    Example:
+        >>> dm = VOCDetectionDataModule("data/VOCdevkit")  # nothing is read yet
+        >>> dm.num_classes, dm.class_names[:2]
+        (20, ['aeroplane', 'bicycle'])
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        train_sets: Sequence[str] = ("2007/trainval", "2012/trainval"),
+        val_sets: Sequence[str] = ("2007/test",),
+        test_sets: Sequence[str] | None = None,
+        classes: Sequence[str] | None = None,
+        keep_difficult: bool = False,
+        image_size: int = 300,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        augment: bool = True,
+        predict_images: str | None = None,
+    ) -> None:
+        super().__init__(image_size, batch_size, eval_batch_size, num_workers, augment, predict_images)
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.splits: dict[str, list[str]] = {"train": list(train_sets), "val": list(val_sets)}
+        if test_sets is not None:
+            self.splits["test"] = list(test_sets)
+        for split, sets in self.splits.items():
+            for name in sets:
+                parse_set(name)
+            if not sets:
+                raise ValueError(f"{split}_sets is empty; name at least one image set, e.g. '2007/test'")
+        self._classes = check_classes(classes)
+        self.keep_difficult = keep_difficult
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._classes)
+
+    def make_dataset(self, split: str) -> VOCDetection:
+        check_split(split, ("train", "val", "test", "predict"))
+        return VOCDetection(
+            self.root,
+            self.splits.get(split, self.splits["val"]),
+            classes=self._classes,
+            keep_difficult=self.keep_difficult if split == "train" else True,
+            transform=self.split_transform(split),
+        )
+
+    def evaluator(self, split: Literal["val", "test"] = "val") -> VOCEvaluator:
+        """A ``VOCEvaluator`` over ``class_names`` (targets carry the ``difficult`` flags)."""
+        from mobiletasks.evaluation.voc import VOCEvaluator
+
+        check_split(split, ("val", "test"))
+        return VOCEvaluator(self.class_names)
