@@ -1,0 +1,91 @@
+"""The base of every task: hyperparameters saved, the model built from the registry, one optimizer recipe.
+
+A task's ``__init__`` saves its (plain) arguments, then calls ``configure_models``, ``configure_losses``
+and ``configure_metrics``. Class attributes ``monitor`` and ``mode`` choose the checkpoint kept as best.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.cli import OptimizerCallable
+from torch import nn
+
+Schedule = Literal["cosine", "constant"]
+
+
+class BaseTask(L.LightningModule):
+    """Shared machinery of the tasks.
+
+    Args:
+        optimizer: builds the optimizer from parameter groups, e.g. in YAML
+            ``{class_path: torch.optim.SGD, init_args: {lr: 0.15, momentum: 0.9, weight_decay: 4.0e-5}}``.
+        schedule: the learning rate over all training steps: ``cosine`` (to zero) or ``constant``.
+        warmup_steps: steps of linear warm-up from lr/1000 (torchvision's detection recipe uses 1000).
+        norm_weight_decay: weight decay of normalization layers' parameters and biases (None: the optimizer's).
+    """
+
+    monitor = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    model: nn.Module
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        schedule: Schedule = "cosine",
+        warmup_steps: int = 0,
+        norm_weight_decay: float | None = 0.0,
+    ) -> None:
+        super().__init__()
+        # the optimizer factory is code, not a hyperparameter: checkpoints stay loadable with weights_only=True
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.optimizer = optimizer
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    def configure_models(self) -> None:
+        raise NotImplementedError
+
+    def configure_losses(self) -> None:
+        """The loss functions, where the model does not compute its own."""
+
+    def configure_metrics(self) -> None:
+        """The metrics, where the data module does not provide the evaluator."""
+
+    def configure_callbacks(self) -> list[Callback]:
+        # the best checkpoint by the task's metric, and always the last one
+        return [ModelCheckpoint(monitor=self.monitor, mode=self.mode, save_last=True, filename="best-{epoch:03d}")]
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        decay = self.hparams["norm_weight_decay"]
+        if decay is None:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+        no_decay = {id(p) for m in self.modules() if isinstance(m, norm_types) for p in m.parameters()}
+        no_decay |= {id(p) for name, p in self.named_parameters() if name.endswith(".bias")}
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [
+            {"params": [p for p in params if id(p) not in no_decay]},
+            {"params": [p for p in params if id(p) in no_decay], "weight_decay": decay},
+        ]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameter_groups())
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup, cosine = self.hparams["warmup_steps"], self.hparams["schedule"] == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return 1e-3 + (1 - 1e-3) * step / warmup
+            if not cosine:
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

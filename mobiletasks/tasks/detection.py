@@ -1,0 +1,149 @@
+"""Object detection as a Lightning task: SSD / SSDLite models scored by the data module's official metric."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from ..factory import create_model
+from .base import BaseTask, Schedule
+
+log = logging.getLogger(__name__)
+Batch = tuple[list[Tensor], list[dict[str, Any]]]
+
+
+class Evaluator(Protocol):
+    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Any]]) -> None: ...
+    def compute(self) -> dict[str, float]: ...
+
+
+class DetectionTask(BaseTask):
+    """Train and evaluate a detector from ``create_model`` (``ssdlite_mobilenet_v2`` by default).
+
+    The data module provides the metric: ``datamodule.evaluator("val")`` (COCO mAP through pycocotools, or
+    VOC mAP), logged as ``val/map``, ``val/map_50``, ... and monitored for the best checkpoint.
+
+    Args:
+        model: a registered detector (``ssdlite_mobilenet_v2``, ``ssdlite_mobilenet_v1``,
+            ``ssd300_mobilenet_v1``, ``ssdlite``, ``ssd``).
+        num_classes: object classes without background; LightningCLI links it from the data module.
+        image_size: the square side the model resizes images to (None: the model's own, e.g. 320);
+            LightningCLI links it from the data module's training ``image_size``.
+        model_kwargs: the builder's other arguments, e.g. ``{"width_mult": 0.75}`` or, for ``ssdlite``,
+            ``{"backbone": "mobilenet_v1", "backbone_kwargs": {...}}``.
+        pretrained: weights of the whole detector (a file; loaded with ``weights_only=True``).
+        pretrained_backbone: ImageNet weights of the backbone (a file).
+        loss: ``hard_negative`` (SSD's 3:1 mining) or ``focal``.
+        score_thresh, nms_thresh, topk_candidates, detections_per_img: post-processing (per-class NMS).
+        optimizer, schedule, warmup_steps, norm_weight_decay: see ``BaseTask``.
+    """
+
+    monitor = "val/map"
+    mode = "max"
+
+    def __init__(
+        self,
+        model: str = "ssdlite_mobilenet_v2",
+        num_classes: int = 80,
+        image_size: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        pretrained_backbone: str | None = None,
+        loss: Literal["hard_negative", "focal"] = "hard_negative",
+        score_thresh: float = 0.001,
+        nms_thresh: float = 0.6,
+        topk_candidates: int = 100,
+        detections_per_img: int = 100,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        schedule: Schedule = "cosine",
+        warmup_steps: int = 0,
+        norm_weight_decay: float | None = 0.0,
+    ) -> None:
+        self.evaluators: dict[str, Evaluator] = {}
+        super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        kwargs = dict(hp["model_kwargs"] or {})
+        if hp["pretrained_backbone"] is not None:
+            kwargs["pretrained_backbone"] = hp["pretrained_backbone"]
+        if hp["image_size"] is not None:
+            kwargs["size"] = hp["image_size"]
+        for key in ("loss", "score_thresh", "nms_thresh", "topk_candidates", "detections_per_img"):
+            kwargs[key] = hp[key]
+        self.model = create_model(hp["model"], pretrained=hp["pretrained"], num_classes=hp["num_classes"], **kwargs)
+
+    def forward(self, images: list[Tensor] | Tensor) -> list[dict[str, Tensor]]:
+        return self.model(images)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        images, targets = batch
+        if not images:  # every image of the batch was unreadable (skipped and counted by the dataset)
+            return None
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        assert isinstance(loss, Tensor)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(images))
+        self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
+        return loss
+
+    # evaluation: the data module's evaluator accumulates over the whole split
+    def _evaluator(self, split: str) -> Evaluator:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "evaluator"):
+            raise ValueError(
+                "DetectionTask evaluates with the data module's evaluator: pass a mobiletasks detection data "
+                "module (e.g. COCODetectionDataModule) as `datamodule=`, not bare dataloaders"
+            )
+        evaluator: Evaluator = datamodule.evaluator(split)
+        return evaluator
+
+    def _eval_step(self, split: str, batch: Batch) -> None:
+        images, targets = batch
+        if images:
+            self.evaluators[split].update(self.model(images), targets)
+
+    def _eval_epoch_end(self, split: str) -> None:
+        evaluator = self.evaluators.pop(split)
+        stats = evaluator.compute()
+        self.log_dict({f"{split}/{k}": float(v) for k, v in stats.items()})
+        write = getattr(evaluator, "write_results", None)
+        if write is not None and not self.trainer.sanity_checking and self.trainer.log_dir is not None:
+            path = Path(self.trainer.log_dir) / f"{split}_results.json"
+            write(path)
+            log.info("%s detections written to %s", split, path)
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluators["val"] = self._evaluator("val")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.evaluators["test"] = self._evaluator("test")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def on_predict_start(self) -> None:
+        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):  # type: ignore[attr-defined]
+            log.warning(
+                "no prediction writer configured: predictions stay in memory. Add "
+                "mobiletasks.tasks.DetectionWriter to trainer.callbacks to write a results JSON and pictures"
+            )
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
+        images, _ = batch
+        return self.model(images) if images else []

@@ -1,0 +1,117 @@
+"""Prediction writers: ``mobiletasks predict`` saves what the model found, as data and as pictures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+from torchvision.io import write_png
+from torchvision.ops import box_convert
+from torchvision.utils import draw_bounding_boxes
+
+log = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def draw_detections(
+    image: Tensor, prediction: dict[str, Tensor], class_names: Sequence[str], score_threshold: float
+) -> Tensor:
+    """``image`` (float [0, 1], 3 x H x W) with the boxes scoring at least ``score_threshold`` drawn and named."""
+    keep = prediction["scores"] >= score_threshold
+    boxes, labels, scores = prediction["boxes"][keep], prediction["labels"][keep], prediction["scores"][keep]
+    names = [
+        f"{class_names[i] if i < len(class_names) else i} {s:.2f}"
+        for i, s in zip(labels.tolist(), scores.tolist(), strict=True)
+    ]
+    palette = torch.tensor(
+        [
+            [230, 25, 75],
+            [60, 180, 75],
+            [255, 225, 25],
+            [0, 130, 200],
+            [245, 130, 48],
+            [145, 30, 180],
+            [70, 240, 240],
+            [240, 50, 230],
+            [210, 245, 60],
+            [250, 190, 212],
+        ]
+    )
+    colors = [tuple(c) for c in palette[labels % len(palette)].tolist()]
+    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    return draw_bounding_boxes(pixels, boxes.cpu(), labels=names, colors=colors, width=2)
+
+
+class DetectionWriter(BasePredictionWriter):
+    """Writes ``predictions.json`` (COCO results format, the data's original category ids) and, for the
+    first ``max_images`` images, a PNG with the boxes and class names drawn.
+
+    Args:
+        output_dir: where to write; relative paths are relative to the working directory.
+        score_threshold: boxes drawn in the pictures score at least this (the JSON keeps all detections).
+        max_images: pictures to draw (None: all).
+    """
+
+    def __init__(self, output_dir: str = "predictions", score_threshold: float = 0.3, max_images: int | None = 32):
+        super().__init__(write_interval="batch")
+        self.output_dir, self.score_threshold, self.max_images = Path(output_dir), score_threshold, max_images
+        self.results: list[dict[str, Any]] = []
+        self.drawn = 0
+
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.results, self.drawn = [], 0
+        (self.output_dir / "images").mkdir(parents=True, exist_ok=True)
+
+    def write_on_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        class_names: Sequence[str] = getattr(datamodule, "class_names", [])
+        category_ids: Sequence[int] | None = getattr(datamodule, "category_ids", None)
+        images, targets = batch
+        for image, target, pred in zip(images, targets, prediction, strict=True):
+            labels = pred["labels"].tolist()
+            ids = [category_ids[i] for i in labels] if category_ids else [i + 1 for i in labels]
+            xywh = box_convert(pred["boxes"], "xyxy", "xywh").round(decimals=2).tolist()
+            scores = pred["scores"].round(decimals=4).tolist()
+            self.results += [
+                {"image_id": target["image_id"], "category_id": c, "bbox": b, "score": s}
+                for c, b, s in zip(ids, xywh, scores, strict=True)
+            ]
+            if self.max_images is None or self.drawn < self.max_images:
+                picture = draw_detections(image, pred, class_names, self.score_threshold)
+                write_png(picture, str(self.output_dir / "images" / f"{Path(target['file_name']).stem}.png"))
+                self.drawn += 1
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = self.output_dir / "predictions.json"
+        write_json_atomic(path, self.results)
+        log.info(
+            "%d detections written to %s, %d pictures to %s",
+            len(self.results),
+            path,
+            self.drawn,
+            self.output_dir / "images",
+        )

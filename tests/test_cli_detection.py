@@ -1,0 +1,100 @@
+"""``mobiletasks fit|validate|test|predict`` run on every shipped detection config, shrunk by overrides, on
+the real coco128 / voc128 files and the generated shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobiletasks.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "detection"
+DATA = ROOT.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "coco128").is_dir(), reason=f"real data not found in {DATA}")
+
+SMALL = ["--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2"]
+SMALL += ["--data.init_args.num_workers", "0", "--data.init_args.image_size", "128"]
+COCO = ["--data.init_args.root", str(DATA / "coco128"), "--data.init_args.train_images", "images/train2017"]
+COCO += ["--data.init_args.val_images", "images/val2017"]
+VOC = ["--data.init_args.root", str(DATA / "voc128"), "--data.init_args.train_sets", "[2012/train]"]
+VOC += ["--data.init_args.val_sets", "[2012/val]"]
+SHAPES = ["--data.init_args.num_images", "12"]
+DATA_ARGS = {
+    "ssdlite_mobilenet_v2_coco": COCO,
+    "ssdlite_mobilenet_v1_coco": COCO,
+    "ssd300_mobilenet_v1_coco": COCO,
+    "ssdlite_mobilenet_v2_voc": VOC,
+    "quickstart": SHAPES,
+}
+
+
+def run(command: str, name: str, *extra: str) -> int:
+    config = CONFIGS / f"{name}.yaml"
+    return main([command, "--config", str(config), *SMALL, *DATA_ARGS[name], *extra])
+
+
+def test_every_config_is_exercised() -> None:
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(DATA_ARGS)
+
+
+@needs_data
+@pytest.mark.parametrize("name", sorted(DATA_ARGS))
+def test_fit_fast_dev_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run("fit", name, "--trainer.fast_dev_run", "1") == 0
+    if name == "quickstart":  # the embedded default writes its data on first use
+        assert (tmp_path / "data" / "shapes" / "annotations" / "instances_train.json").is_file()
+
+
+def checkpoint_chain(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str]:
+    """fit two steps (validating), then validate and predict from the last checkpoint."""
+    steps = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "2", "--trainer.num_sanity_val_steps", "0"]
+    assert run("fit", name, *steps, "--trainer.check_val_every_n_epoch", "1") == 0
+    (last,) = tmp_path.glob("runs/**/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)  # plain data: no pickled code
+    capsys.readouterr()
+    assert run("validate", name, "--ckpt_path", str(last), "--trainer.limit_val_batches", "2") == 0
+    out = capsys.readouterr().out
+    limit = ["--trainer.limit_predict_batches", "2"]
+    assert run("predict", name, "--ckpt_path", str(last), *limit) == 0
+    return last, out + json.dumps(checkpoint["hyper_parameters"])
+
+
+@needs_data
+def test_coco_checkpoint_validate_predict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _, out = checkpoint_chain("ssdlite_mobilenet_v2_coco", tmp_path, capsys)
+    for key in ("val/map ", "val/map_50", "val/map_small", "val/mar_100"):
+        assert key in out
+    assert '"num_classes": 80' in out and '"image_size": 128' in out  # linked from the data module
+    predictions = tmp_path / "runs" / "ssdlite_mobilenet_v2_coco" / "predictions"
+    results = json.loads((predictions / "predictions.json").read_text())
+    coco_ids = {
+        c["id"] for c in json.loads((DATA / "coco128/annotations/instances_val2017.json").read_text())["categories"]
+    }
+    assert results and {r["category_id"] for r in results} <= coco_ids  # original COCO ids, not labels
+    assert len(list((predictions / "images").glob("*.png"))) == 4  # 2 batches of 2
+    (val_results,) = tmp_path.glob("runs/**/val_results.json")
+    assert json.loads(val_results.read_text())
+
+
+@needs_data
+def test_voc_checkpoint_validate_predict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _, out = checkpoint_chain("ssdlite_mobilenet_v2_voc", tmp_path, capsys)
+    assert "val/map " in out and "val/map_07" in out and '"num_classes": 20' in out
+    assert len(list(tmp_path.glob("runs/ssdlite_mobilenet_v2_voc/predictions/images/*.png"))) == 4
+
+
+def test_missing_data_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*set root"):
+        run("fit", "ssdlite_mobilenet_v2_coco", "--data.init_args.root", "nowhere", "--trainer.fast_dev_run", "1")
