@@ -154,7 +154,7 @@ def test_coco_boxes_clipped_and_dropped_counted(tmp_path: Path, caplog: pytest.L
 
 @needs_coco
 def test_coco_missing_json_and_folder(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"nothing\.json does not exist.*annotations="):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.json does not exist.*COCO annotations json"):
         COCODetection(TRAIN_IMAGES, tmp_path / "nothing.json")
     with pytest.raises(FileNotFoundError, match=r"image folder .*nowhere does not exist.*images="):
         COCODetection(tmp_path / "nowhere", TRAIN_JSON)
@@ -193,7 +193,7 @@ def test_coco_missing_image_files(tmp_path: Path) -> None:
 
 def test_coco_not_json(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"bad\.json is not a COCO instances json"):
+    with pytest.raises(ValueError, match=r"bad\.json is not valid json.*pass a COCO annotations json"):
         COCODetection(tmp_path, tmp_path / "bad.json")
 
 

@@ -6,14 +6,11 @@ Labels are contiguous, 0..num_classes-1, in the order of the sorted category ids
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pycocotools.coco import COCO
 
 from mobiletasks.data.detection import (
     DetectionDataModule,
@@ -25,23 +22,10 @@ from mobiletasks.data.detection import (
     clean_boxes,
     raise_if_missing,
 )
+from mobiletasks.evaluation.coco import load_coco
 
 if TYPE_CHECKING:
     from mobiletasks.evaluation.coco import COCOEvaluator
-
-
-def load_coco(annotations: PathLike) -> COCO:
-    """A pycocotools ``COCO`` of ``annotations``, quietly; errors name the file."""
-    annotations = Path(annotations)
-    if not annotations.is_file():
-        raise FileNotFoundError(
-            f"COCO annotation file {annotations} does not exist; pass the split's instances_*.json (annotations=...)"
-        )
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            return COCO(str(annotations))
-    except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{annotations} is not a COCO instances json: {type(err).__name__}: {err}") from err
 
 
 def read_categories(annotations: PathLike) -> list[dict[str, Any]]:

@@ -1,0 +1,193 @@
+"""SSDLite-MobileNetV2 (ours, 80 classes) against torchvision's ssdlite320_mobilenet_v3_large, in one run.
+
+- latency: batch-1 CPU inference in eval mode on the same 320x320 image, end to end (resize, network,
+  post-processing) and the network alone. Random weights score every anchor about alike, which no trained
+  detector does and which would make post-processing the whole measurement; both models therefore get the
+  same background bias on their class logits, so a trained detector's share of anchors (a few hundred)
+  passes the score threshold. Models are timed in interleaved rounds; the ratio is the figure that matters.
+- training: images per second of a training step (forward, loss, backward, SGD step) at batch 8.
+
+    python benchmarks/detection.py [--rounds 10] [--iters 5] [--threads N] [--json]
+
+Learnability and overfitting are training runs, measured with the CLI (see docs/benchmarks.md):
+    python benchmarks/detection.py --learn     # the CPU quickstart: mAP@0.5 reached and minutes taken
+    python benchmarks/detection.py --overfit   # coco128 train2017, evaluated on the same images
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from mobiletasks import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 320
+
+
+def classification_convs(model: nn.Module) -> list[nn.Conv2d]:
+    branches = model.head.classification_head.module_list  # type: ignore[union-attr]
+    return [[m for m in b.modules() if isinstance(m, nn.Conv2d)][-1] for b in branches]  # type: ignore[union-attr]
+
+
+def trained_like(model: nn.Module, background_bias: float = 8.0) -> nn.Module:
+    """Make the background class dominate, as it does in a trained detector."""
+    classes = model.head.classification_head.num_columns  # type: ignore[union-attr]
+    with torch.no_grad():
+        for conv in classification_convs(model):
+            conv.bias.view(-1, classes)[:, 0] += background_bias  # type: ignore[union-attr]
+    return model
+
+
+def detectors() -> dict[str, Callable[[], nn.Module]]:
+    return {
+        "mobiletasks ssdlite_mobilenet_v2": lambda: create_model("ssdlite_mobilenet_v2", num_classes=80),
+        "torchvision ssdlite320_mobilenet_v3_large": lambda: torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+            weights=None, weights_backbone=None
+        ),
+    }
+
+
+def network(model: nn.Module) -> Callable[[Tensor], object]:
+    """Resize and normalize, backbone, head: the detector without anchors and post-processing."""
+
+    def run(image: Tensor) -> object:
+        images, _ = model.transform([image])  # type: ignore[operator]
+        return model.head(list(model.backbone(images.tensors).values()))  # type: ignore[operator]
+
+    return run
+
+
+def latency(runs: dict[str, Callable[[Tensor], object]], rounds: int, iters: int) -> dict[str, float]:
+    image = torch.rand(3, SIZE, SIZE)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        for run in runs.values():
+            for _ in range(3):
+                run(image)
+        for _ in tqdm(range(rounds), desc="latency rounds", leave=False):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                for _ in range(iters):
+                    run(image)
+                times[name].append((time.perf_counter() - start) / iters * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def training_speed(models: dict[str, nn.Module], rounds: int, batch: int = 8) -> dict[str, float]:
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, SIZE, SIZE, generator=g) for _ in range(batch)]
+    boxes = torch.tensor([[20.0, 30, 120, 160], [150, 100, 300, 310], [60, 200, 110, 260]])
+    targets = [{"boxes": boxes, "labels": torch.tensor([1, 5, 17])} for _ in range(batch)]  # valid in both
+    optimizers = {name: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for name, m in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for step in tqdm(range(rounds + 1), desc="training rounds", leave=False):
+        for name, model in models.items():
+            model.train()
+            start = time.perf_counter()
+            losses = model(images, targets)
+            optimizers[name].zero_grad()
+            sum(losses.values()).backward()
+            optimizers[name].step()
+            if step:  # the first round warms up
+                times[name].append(batch / (time.perf_counter() - start))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cli_run(args: list[str], workdir: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mobiletasks", *args], cwd=workdir, check=True)
+    return (time.perf_counter() - start) / 60
+
+
+def best(metrics_csv: Path, key: str) -> float:
+    with metrics_csv.open() as f:
+        return max(float(row[key]) for row in csv.DictReader(f) if row.get(key))
+
+
+def learn(workdir: Path) -> dict[str, float]:
+    minutes = cli_run(["fit", "--config", str(ROOT / "configs/detection/quickstart.yaml")], workdir)
+    metrics = workdir / "runs" / "quickstart" / "metrics.csv"
+    return {"quickstart minutes": minutes, "quickstart best val/map_50": best(metrics, "val/map_50")}
+
+
+def overfit(workdir: Path, epochs: int) -> dict[str, float]:
+    coco = ROOT.parent / "shared" / "data" / "coco128"
+    same = ["images/train2017", "annotations/instances_train2017.json"]
+    args = ["fit", "--config", str(ROOT / "configs/detection/ssdlite_mobilenet_v2_coco.yaml")]
+    args += ["--data.init_args.root", str(coco), "--data.init_args.train_images", same[0]]
+    args += ["--data.init_args.train_annotations", same[1], "--data.init_args.val_images", same[0]]
+    args += ["--data.init_args.val_annotations", same[1], "--data.init_args.batch_size", "16"]
+    args += ["--data.init_args.num_workers", "2", "--data.init_args.augment", "false"]
+    args += ["--model.init_args.optimizer", "torch.optim.AdamW", "--model.init_args.optimizer.lr", "0.003"]
+    args += ["--model.init_args.warmup_steps", "50", "--trainer.max_epochs", str(epochs)]
+    args += [
+        "--trainer.check_val_every_n_epoch",
+        str(max(1, epochs // 6)),
+        "--trainer.logger.init_args.name",
+        "overfit",
+    ]
+    args += ["--trainer.enable_progress_bar", "false"]
+    minutes = cli_run(args, workdir)
+    metrics = next((workdir / "runs" / "overfit").glob("version_*/metrics.csv"))
+    return {"overfit minutes": minutes, "overfit best val/map_50": best(metrics, "val/map_50")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--learn", action="store_true", help="train the CPU quickstart (minutes)")
+    parser.add_argument("--overfit", type=int, default=0, metavar="EPOCHS", help="overfit coco128 for EPOCHS")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/benchmarks"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    report: dict[str, object] = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    }
+    if args.learn or args.overfit:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        if args.learn:
+            report |= learn(args.workdir)
+        if args.overfit:
+            report |= overfit(args.workdir, args.overfit)
+    else:
+        models = {name: trained_like(build().eval()) for name, build in detectors().items()}
+        ours, theirs = models
+        runs: dict[str, Callable[[Tensor], object]] = {}
+        for name, model in models.items():
+            runs[f"{name} end to end"] = model
+            runs[f"{name} network"] = network(model)
+        ms = latency(runs, args.rounds, args.iters)
+        speed = training_speed(models, args.rounds)
+        report |= {f"{k} ms": round(v, 2) for k, v in ms.items()}
+        report |= {f"{k} train img/s": round(v, 2) for k, v in speed.items()}
+        report["latency ours/torchvision end to end"] = round(ms[f"{ours} end to end"] / ms[f"{theirs} end to end"], 3)
+        report["latency ours/torchvision network"] = round(ms[f"{ours} network"] / ms[f"{theirs} network"], 3)
+        report["training speed ours/torchvision"] = round(speed[ours] / speed[theirs], 3)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:<60} {value}")
+
+
+if __name__ == "__main__":
+    main()
