@@ -54,6 +54,8 @@ def draw_detections(
     )
     colors = [tuple(c) for c in palette[labels % len(palette)].tolist()]
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    if not len(boxes):
+        return pixels
     return draw_bounding_boxes(pixels, boxes.cpu(), labels=names, colors=colors, width=2)
 
 
