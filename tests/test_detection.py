@@ -174,3 +174,22 @@ def test_focal_loss_option() -> None:
     assert (scores < 0.05).all()  # the prior: every class starts near probability 0.01
     with pytest.raises(ValueError, match="loss must be"):
         create_model("ssdlite_mobilenet_v2", loss="smooth")
+
+
+def test_optimize_for_inference_keeps_detections() -> None:
+    from mobiletasks import optimize_for_inference
+
+    torch.manual_seed(0)
+    model = small("ssdlite_mobilenet_v2").eval()
+    for m in model.modules():  # non-trivial BatchNorm statistics, so folding has something to get wrong
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    fast = optimize_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    image = torch.rand(3, 100, 140)
+    with torch.inference_mode():
+        expected, got = model([image])[0], fast([image])[0]
+    torch.testing.assert_close(got["scores"], expected["scores"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got["boxes"], expected["boxes"], atol=1e-3, rtol=1e-4)
+    assert torch.equal(got["labels"], expected["labels"])
