@@ -63,9 +63,10 @@ def find_hub_file(patterns: tuple[str, ...], name: str) -> Path:
 def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: str = "") -> nn.Module:
     """Load ``pretrained`` (a path, or True for the hub cache) into ``model`` and return it.
 
-    A classifier whose number of classes differs from the file's keeps its fresh classifier (with a
-    warning), as fine-tuning wants. Feature extractors ignore the keys of layers they do not build.
-    Anything else that does not fit raises ``ValueError`` naming the file and the keys.
+    A model whose number of classes differs from the file's keeps its fresh class head (with a warning),
+    as fine-tuning wants: ``classifier.`` for classifiers, the model's ``class_head_prefix`` otherwise.
+    Feature extractors ignore the keys of layers they do not build. Anything else that does not fit raises
+    ``ValueError`` naming the file and the keys.
     """
     if pretrained is None or pretrained is False:
         return model
@@ -85,12 +86,14 @@ def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: 
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
-    fresh = [k for k in missing + wrong if k.startswith("classifier.")]
-    if fresh and not [k for k in missing if not k.startswith("classifier.")]:
-        warnings.warn(f"{path}: classifier weights not loaded ({_keys(fresh)}): shapes differ", stacklevel=2)
+    # the layers whose shape follows num_classes: "classifier." unless the model names its own
+    head: str = getattr(model, "class_head_prefix", "classifier.")
+    fresh = [k for k in missing + wrong if k.startswith(head)]
+    if fresh and not [k for k in missing if not k.startswith(head)]:
+        warnings.warn(f"{path}: class head weights not loaded ({_keys(fresh)}): shapes differ", stacklevel=2)
         missing = [k for k in missing if k not in fresh]
         wrong = [k for k in wrong if k not in fresh]
-        unexpected = [k for k in unexpected if not k.startswith("classifier.")]
+        unexpected = [k for k in unexpected if not k.startswith(head)]
     if getattr(model, "features_only", False):
         unexpected = []
     problems = []

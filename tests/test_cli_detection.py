@@ -98,3 +98,26 @@ def test_missing_data_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"nowhere.*set root"):
         run("fit", "ssdlite_mobilenet_v2_coco", "--data.init_args.root", "nowhere", "--trainer.fast_dev_run", "1")
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "match"),
+    [
+        (None, FileNotFoundError, r"missing\.ckpt does not exist; pass --ckpt_path"),
+        (b"not a checkpoint", ValueError, r"broken\.ckpt cannot be read: it is truncated, corrupt"),
+        ("weights", ValueError, r"weights\.ckpt holds no 'state_dict'.*pretrained"),
+    ],
+)
+def test_bad_checkpoints_are_named(
+    content: bytes | str | None, error: type[Exception], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = {None: "missing", "weights": "weights"}.get(content, "broken")  # type: ignore[arg-type]
+    path = tmp_path / f"{name}.ckpt"
+    if content == "weights":
+        torch.save({"stem.weight": torch.zeros(1)}, path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    with pytest.raises(error, match=match):
+        run("validate", "quickstart", "--ckpt_path", str(path))
+    assert not (tmp_path / "data").exists()  # refused before any data was generated

@@ -4,6 +4,7 @@ where our loss, anchors and post-processing are written differently."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,15 @@ def test_optimize_for_inference_keeps_detections() -> None:
     torch.testing.assert_close(got["scores"], expected["scores"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got["boxes"], expected["boxes"], atol=1e-3, rtol=1e-4)
     assert torch.equal(got["labels"], expected["labels"])
+
+
+def test_fine_tune_to_other_classes_keeps_a_fresh_class_head(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = small("ssdlite_mobilenet_v2")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "task.ckpt")
+    with pytest.warns(UserWarning, match="class head weights not loaded"):
+        target = create_model("ssdlite_mobilenet_v2", num_classes=7, size=SIZE, pretrained=tmp_path / "task.ckpt")
+    for key, value in source.state_dict().items():
+        if not key.startswith("head.classification_head."):
+            torch.testing.assert_close(target.state_dict()[key], value)  # everything else came from the file
+    assert target.head.classification_head.num_columns == 8

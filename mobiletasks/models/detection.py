@@ -141,6 +141,7 @@ class SSDDetector(SSD):
         )
         self.num_classes = num_classes
         self.default_input_size = size
+        self.class_head_prefix = "head.classification_head."  # fresh when fine-tuned to other classes
         self.loss, self.focal_alpha, self.focal_gamma = loss, focal_alpha, focal_gamma
         if loss == "focal":
             _init_prior(head)
