@@ -51,13 +51,14 @@ def test_fit_fast_dev_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def checkpoint_chain(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str]:
-    """fit two steps (validating), then validate and predict from the last checkpoint."""
+    """fit two steps (validating), then validate, test and predict from the last checkpoint."""
     steps = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "2", "--trainer.num_sanity_val_steps", "0"]
     assert run("fit", name, *steps, "--trainer.check_val_every_n_epoch", "1") == 0
     (last,) = tmp_path.glob("runs/**/checkpoints/last.ckpt")
     checkpoint = torch.load(last, weights_only=True)  # plain data: no pickled code
     capsys.readouterr()
     assert run("validate", name, "--ckpt_path", str(last), "--trainer.limit_val_batches", "2") == 0
+    assert run("test", name, "--ckpt_path", str(last), "--trainer.limit_test_batches", "1") == 0
     out = capsys.readouterr().out
     limit = ["--trainer.limit_predict_batches", "2"]
     assert run("predict", name, "--ckpt_path", str(last), *limit) == 0
@@ -70,7 +71,7 @@ def test_coco_checkpoint_validate_predict(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     _, out = checkpoint_chain("ssdlite_mobilenet_v2_coco", tmp_path, capsys)
-    for key in ("val/map ", "val/map_50", "val/map_small", "val/mar_100"):
+    for key in ("val/map ", "val/map_50", "val/map_small", "val/mar_100", "test/map ", "test/mar_large"):
         assert key in out
     assert '"num_classes": 80' in out and '"image_size": 128' in out  # linked from the data module
     predictions = tmp_path / "runs" / "ssdlite_mobilenet_v2_coco" / "predictions"

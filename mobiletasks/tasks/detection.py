@@ -65,8 +65,8 @@ class DetectionTask(BaseTask):
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
     ) -> None:
-        self.evaluators: dict[str, Evaluator] = {}
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
+        self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
 
     def configure_models(self) -> None:
         hp = self.hparams
