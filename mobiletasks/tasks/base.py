@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
-Schedule = Literal["cosine", "constant"]
+Schedule = Literal["cosine", "poly", "constant"]
 
 
 class BaseTask(L.LightningModule):
@@ -24,7 +24,8 @@ class BaseTask(L.LightningModule):
     Args:
         optimizer: builds the optimizer from parameter groups, e.g. in YAML
             ``{class_path: torch.optim.SGD, init_args: {lr: 0.15, momentum: 0.9, weight_decay: 4.0e-5}}``.
-        schedule: the learning rate over all training steps: ``cosine`` (to zero) or ``constant``.
+        schedule: the learning rate over all training steps: ``cosine`` (to zero), ``poly`` (DeepLab's
+            ``(1 - progress) ** 0.9``) or ``constant``.
         warmup_steps: steps of linear warm-up from lr/1000 (torchvision's detection recipe uses 1000).
         norm_weight_decay: weight decay of normalization layers' parameters and biases (None: the optimizer's).
     """
@@ -77,15 +78,15 @@ class BaseTask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameter_groups())
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup, cosine = self.hparams["warmup_steps"], self.hparams["schedule"] == "cosine"
+        warmup, schedule = self.hparams["warmup_steps"], self.hparams["schedule"]
 
         def factor(step: int) -> float:
             if step < warmup:
                 return 1e-3 + (1 - 1e-3) * step / warmup
-            if not cosine:
-                return 1.0
             progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1 + math.cos(math.pi * progress))
+            if schedule == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * progress))
+            return (1 - progress) ** 0.9 if schedule == "poly" else 1.0
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
