@@ -245,9 +245,9 @@ def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "foreign is not empty" in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as exc:
-        main(["data", "synth", "--task", "segmentation", "--format", "coco", "--out", str(out)])
+        main(["data", "synth", "--task", "classification", "--format", "coco", "--out", str(out)])
     assert exc.value.code == 2
-    assert "invalid choice: 'segmentation'" in capsys.readouterr().err
+    assert "invalid choice: 'classification'" in capsys.readouterr().err
 
 
 def test_cli_subprocess(tmp_path: Path) -> None:

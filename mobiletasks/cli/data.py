@@ -1,4 +1,4 @@
-"""``mobiletasks data synth --task detection --format coco|voc --out DIR [--num-images N] [--seed S] ...``."""
+"""``mobiletasks data synth --task detection|segmentation --format coco|voc --out DIR [--num-images N] ...``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data.synth import read_info, write_detection_dataset
+from ..data.synth_segmentation import write_segmentation_dataset
 
 
 def _synth_detection(args: argparse.Namespace) -> Path:
@@ -22,9 +23,22 @@ def _synth_detection(args: argparse.Namespace) -> Path:
     )
 
 
-# task -> (the formats it writes, the function that writes them); segmentation, classification, attributes to come
+def _synth_segmentation(args: argparse.Namespace) -> Path:
+    return write_segmentation_dataset(
+        args.out,
+        format=args.format,
+        num_images=args.num_images,
+        num_val=args.num_val,
+        image_size=args.image_size,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+
+
+# task -> (the formats it writes, the function that writes them); classification, attributes to come
 _SYNTH_TASKS: dict[str, tuple[tuple[str, ...], Callable[[argparse.Namespace], Path]]] = {
     "detection": (("coco", "voc"), _synth_detection),
+    "segmentation": (("coco", "voc"), _synth_segmentation),
 }
 
 
@@ -40,7 +54,7 @@ def main(argv: list[str]) -> int:
     )
     synth.add_argument("--task", required=True, choices=list(_SYNTH_TASKS), help="the task the dataset is for")
     formats = sorted({f for fs, _ in _SYNTH_TASKS.values() for f in fs})
-    synth.add_argument("--format", required=True, choices=formats, help="layout: coco or voc (detection)")
+    synth.add_argument("--format", required=True, choices=formats, help="layout: coco or voc (both tasks)")
     synth.add_argument("--out", required=True, type=Path, help="dataset folder (new, empty, or generated before)")
     synth.add_argument("--num-images", type=int, default=200, help="images in train and val together (default 200)")
     synth.add_argument("--num-val", type=int, default=None, help="images in the val split (default: 20%%)")

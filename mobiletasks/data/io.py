@@ -1,7 +1,9 @@
-"""Reading images: EXIF orientation applied, every PIL mode converted to RGB, clear errors."""
+"""Reading images (EXIF orientation applied, every PIL mode converted to RGB, clear errors) and writing PNGs
+(through a rename, so a crash never leaves half a file), palette PNGs in the VOC colors included."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +54,47 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def image_to_tensor(image: np.ndarray) -> Tensor:
     """uint8 [H, W, 3] -> float32 Tensor [3, H, W] in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def voc_palette(n: int = 256) -> list[int]:
+    """The PASCAL VOC colormap as a flat ``[r0, g0, b0, r1, ...]`` list of ``n`` colors (``PIL.Image.putpalette``).
+
+    The devkit's ``VOClabelcolormap.m``: the bits of the class index are dealt out in turn to red, green and
+    blue, from the most significant bit of each channel down.
+
+    Example:
+        >>> voc_palette(4)  # background black, aeroplane dark red, bicycle dark green, bird olive
+        [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0]
+        >>> voc_palette()[255 * 3 : 256 * 3]  # the ignore index 255
+        [224, 224, 192]
+    """
+    palette: list[int] = []
+    for index in range(n):
+        rgb = [0, 0, 0]
+        c = index
+        for bit in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((c >> channel) & 1) << bit
+            c >>= 3
+        palette += rgb
+    return palette
+
+
+def write_index_png(labels: Tensor, path: Path) -> None:
+    """``labels`` [H, W] (0..255) as a palette PNG in the VOC colors, written through a rename."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > 255):
+        raise ValueError(
+            f"predicted labels span {int(labels.min())}..{int(labels.max())} for {path}; a palette PNG holds "
+            "0..255, so at most 256 classes can be written"
+        )
+    picture = Image.fromarray(labels.detach().to("cpu", torch.uint8).numpy().astype(np.uint8))  # mode L
+    picture.putpalette(voc_palette())  # L with a palette becomes P
+    save_png(picture, path)
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    """Save through a temporary file and a rename, so a crash never leaves half a picture."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    picture.save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -1,4 +1,4 @@
-"""Detection augmentations: the SSD training pipeline on albumentations (the only module that imports it).
+"""Augmentations on albumentations (the only module that imports it): detection (SSD) and segmentation.
 
 SSD paper (Liu et al. 2016, section 2.2 "Data augmentation" and section 3.6), in this order:
 photometric distortion, zoom out (the image on a mean-filled canvas up to 4x its size, probability 0.5),
@@ -13,6 +13,10 @@ what was dropped.
 
 Evaluation images are not transformed at all (:func:`eval_transform`): the model resizes internally and
 reports boxes in original pixels.
+
+Segmentation (DeepLab, as torchvision's references/segmentation): :func:`segmentation_train_transform`
+scales by a random factor, pads to the crop size (mask padding 255, ignored), crops and flips; masks are
+resized nearest-neighbour, so they keep their class indices.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from albumentations.augmentations.crops.transforms import BaseCrop
@@ -30,6 +35,7 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import Field
 from torch import Tensor
 
+from mobiletasks.data.collate import IGNORE_INDEX
 from mobiletasks.data.io import image_to_tensor
 
 # ImageNet mean in 0..255: the SSD zoom-out canvas colour (SSD fills with the mean pixel)
@@ -233,3 +239,78 @@ def train_transform(image_size: int, augment: bool = True) -> DetectionTransform
 def eval_transform() -> DetectionTransform:
     """No transform: evaluation and prediction images keep their original size."""
     return DetectionTransform([])
+
+
+# ---------------------------------------------------------------------------------------------- segmentation
+
+
+class SegmentationTransform:
+    """An albumentations pipeline on one segmentation sample: image and mask move together.
+
+    ``transform(image, mask) -> (image_tensor, mask_tensor)``: ``image`` uint8 [H, W, 3], ``mask`` integer
+    [H, W] of class indices (0..255); returns a float32 Tensor [3, H', W'] in [0, 1] and an int64 Tensor
+    [H', W']. No transforms: both pass unchanged. Worker re-seeding as :class:`DetectionTransform`.
+    """
+
+    def __init__(self, transforms: Sequence[A.BasicTransform] = ()) -> None:
+        self.transforms = list(transforms)
+        self.compose = A.Compose(self.transforms)
+        self._seeded_in: tuple[int, int | None] | None = None
+
+    def set_random_seed(self, seed: int) -> None:
+        """Seed the pipeline (for this process; workers otherwise seed themselves)."""
+        self.compose.set_random_seed(seed)
+        self._seeded_in = _process_key()
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[Tensor, Tensor]:
+        mask = np.asarray(mask)
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"mask of shape {mask.shape} does not match the image's {image.shape[:2]}")
+        if self.transforms:
+            if self._seeded_in != _process_key():
+                self.set_random_seed(torch.initial_seed() % 2**32)
+            out = self.compose(image=image, mask=mask.astype(np.uint8))  # cv2 warps uint8 masks; values <= 255
+            image, mask = out["image"], out["mask"]
+        return image_to_tensor(image), torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64))
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(t).__name__ for t in self.transforms) or "identity"
+        return f"{type(self).__name__}({names})"
+
+
+def segmentation_train_transform(
+    crop_size: int, scale_range: tuple[float, float] = (0.5, 2.0), augment: bool = True
+) -> SegmentationTransform:
+    """DeepLab's training pipeline (torchvision's references/segmentation): random scale in ``scale_range``,
+    pad to ``crop_size`` (image with the mean pixel, mask with 255), random ``crop_size`` square crop,
+    horizontal flip. Masks are resized nearest-neighbour. ``augment=False``: pad and center crop only.
+
+    Example:
+        >>> import numpy as np
+        >>> t = segmentation_train_transform(64)
+        >>> image, mask = t(np.zeros((48, 80, 3), np.uint8), np.ones((48, 80), np.uint8))
+        >>> tuple(image.shape), tuple(mask.shape), mask.dtype
+        ((3, 64, 64), (64, 64), torch.int64)
+    """
+    if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1:
+        raise ValueError(f"crop_size must be a positive number of pixels, got {crop_size!r}")
+    low, high = scale_range
+    if not 0 < low <= high:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, e.g. (0.5, 2.0), got {scale_range}")
+    pad = A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_CONSTANT, fill=MEAN_PIXEL, fill_mask=IGNORE_INDEX)
+    if not augment:
+        return SegmentationTransform([pad, A.CenterCrop(crop_size, crop_size)])
+    return SegmentationTransform(
+        [
+            # scale_limit is relative to 1: (low - 1, high - 1) draws the factor uniformly from [low, high]
+            A.RandomScale(
+                scale_limit=(low - 1, high - 1),
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                p=1.0,
+            ),
+            pad,
+            A.RandomCrop(crop_size, crop_size),
+            A.HorizontalFlip(p=0.5),
+        ]
+    )

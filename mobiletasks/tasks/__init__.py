@@ -2,6 +2,8 @@
 
 from .base import BaseTask
 from .detection import DetectionTask
+from .seg_writer import SegmentationWriter
+from .segmentation import SegmentationTask
 from .writers import DetectionWriter
 
-__all__ = ["BaseTask", "DetectionTask", "DetectionWriter"]
+__all__ = ["BaseTask", "DetectionTask", "DetectionWriter", "SegmentationTask", "SegmentationWriter"]

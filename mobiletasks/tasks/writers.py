@@ -12,10 +12,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image
 from torch import Tensor
-from torchvision.io import write_png
 from torchvision.ops import box_convert
 from torchvision.utils import draw_bounding_boxes
+
+from ..data.io import save_png
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,8 @@ class DetectionWriter(BasePredictionWriter):
             ]
             if self.max_images is None or self.drawn < self.max_images:
                 picture = draw_detections(image, pred, class_names, self.score_threshold)
-                write_png(picture, str(self.output_dir / "images" / f"{Path(target['file_name']).stem}.png"))
+                path = self.output_dir / "images" / f"{Path(target['file_name']).stem}.png"
+                save_png(Image.fromarray(picture.permute(1, 2, 0).numpy()), path)
                 self.drawn += 1
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

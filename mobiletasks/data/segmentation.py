@@ -1,0 +1,352 @@
+"""Semantic segmentation data modules: Pascal VOC 2012 (+ SBD), COCO-style mask folders, generated shapes.
+
+Samples follow the contract: ``(image, target)``, image float32 [3, H, W] in [0, 1], target ``mask`` int64
+[H, W] (labels, 255 ignored), ``image_id``, ``file_name``; batches come from
+:func:`~mobiletasks.data.collate.segmentation_collate`. ``num_classes`` counts background. Training images
+go through :func:`~mobiletasks.data.transforms.segmentation_train_transform` (random scale, pad with 255,
+``crop_size`` crop, flip); val/test/predict images keep their size. The datasets and the rules on bad data
+are in :mod:`mobiletasks.data.segmentation_datasets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from mobiletasks.data.collate import IGNORE_INDEX, segmentation_collate
+from mobiletasks.data.detection import PathLike, check_split
+from mobiletasks.data.segmentation_datasets import (
+    COCO_VOC_CATEGORY_IDS,
+    MaskFolder,
+    SegmentationDataset,
+    SegTransform,
+    VOCSegmentation,
+    coco_voc_lut,
+    identity_lut,
+    read_class_map,
+)
+from mobiletasks.data.synth import read_info
+from mobiletasks.data.synth_segmentation import SEGMENTATION_CLASSES, write_segmentation_dataset
+from mobiletasks.data.transforms import segmentation_train_transform
+from mobiletasks.data.voc import VOC_CLASSES, check_classes
+
+if TYPE_CHECKING:
+    from mobiletasks.evaluation.segmentation import SegmentationEvaluator
+
+__all__ = [
+    "COCO_VOC_CATEGORY_IDS",
+    "COCOSegmentationDataModule",
+    "MaskFolder",
+    "SegmentationDataModule",
+    "SegmentationDataset",
+    "ShapesSegmentationDataModule",
+    "VOCSegmentation",
+    "VOCSegmentationDataModule",
+]
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Base of the segmentation data modules: per-split transforms and one loader factory.
+
+    Subclasses implement ``make_dataset(split)`` and ``class_names``. Splits: "train" (augmented,
+    ``crop_size`` squares), "val", "test", "predict" (original images; ``predict_images``: any folder).
+    ``image_size`` equals ``crop_size`` (LightningCLI links it to the task).
+    """
+
+    def __init__(
+        self,
+        crop_size: int = 513,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        augment: bool = True,
+        predict_images: PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size}.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be 0 (load in the main process) or more, got {num_workers}")
+        self.crop_size = self.image_size = crop_size
+        self.batch_size = batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        self.num_workers = num_workers
+        self.predict_images = predict_images
+        if len(scale_range) != 2:
+            raise ValueError(f"scale_range must be two factors (low, high), e.g. (0.5, 2.0), got {scale_range}")
+        self.train_aug: SegTransform | None = segmentation_train_transform(
+            crop_size, (scale_range[0], scale_range[1]), augment
+        )
+        self.val_aug: SegTransform | None = None
+        self.test_aug: SegTransform | None = None
+        self.predict_aug: SegTransform | None = None
+        self.datasets: dict[str, SegmentationDataset] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background."""
+        return len(self.class_names)
+
+    def make_dataset(self, split: str) -> SegmentationDataset:
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        """Build the datasets the stage needs ("fit": train and val)."""
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        if stage not in splits:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(splits)}")
+        for split in splits[stage]:
+            self.dataset(split)
+
+    def dataset(self, split: str) -> SegmentationDataset:
+        """The dataset of ``split``, built on first use."""
+        check_split(split, ("train", "val", "test", "predict"))
+        if split not in self.datasets:
+            if split == "predict" and self.predict_images is not None:
+                if not Path(self.predict_images).is_dir():
+                    raise FileNotFoundError(f"predict_images folder {self.predict_images} does not exist")
+                self.datasets[split] = MaskFolder(self.predict_images, None, self.class_names, identity_lut(0))
+            else:
+                self.datasets[split] = self.make_dataset(split)
+        return self.datasets[split]
+
+    def split_transform(self, split: str) -> SegTransform | None:
+        """``train_aug``, ``val_aug``, ``test_aug`` or ``predict_aug``."""
+        transform: SegTransform | None = getattr(self, f"{split}_aug")
+        return transform
+
+    def evaluator(self, split: Literal["val", "test"] = "val") -> SegmentationEvaluator:
+        """A ``SegmentationEvaluator`` over ``class_names`` ignoring 255."""
+        from mobiletasks.evaluation.segmentation import SegmentationEvaluator
+
+        check_split(split, ("val", "test"))
+        return SegmentationEvaluator(self.num_classes, self.class_names, ignore_index=IGNORE_INDEX)
+
+    def _dataloader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=split == "train",
+            num_workers=self.num_workers,
+            collate_fn=segmentation_collate,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._dataloader("predict")
+
+
+class VOCSegmentationDataModule(SegmentationDataModule):
+    """Pascal VOC semantic segmentation from a VOCdevkit folder (21 classes: background + the 20 VOC classes).
+
+    Without ``test_split`` the test split is the val split; without ``predict_images`` prediction runs on
+    the val split. ``train_split="train_aug"`` reads the SBD-augmented list
+    (``ImageSets/Segmentation/train_aug.txt``, masks in ``SegmentationClassAug/``).
+
+    Args:
+        root: the VOCdevkit folder, holding ``VOC<year>/``.
+        train_split, val_split, test_split: names of lists in ``ImageSets/Segmentation/``.
+        year: the VOC year folder.
+        crop_size: side of the square training crops (513 in DeepLab); also ``image_size``.
+        scale_range: the random scale factors of training images.
+        batch_size: training batch size; ``eval_batch_size`` (default ``batch_size``) for the others.
+        num_workers: DataLoader worker processes.
+        augment: random scale, crop and flip for training; False: pad and center crop only.
+        predict_images: a folder of images to predict on instead of the val split.
+        classes: object class names (default the 20 VOC classes); background is prepended.
+
+    Example:
+        >>> dm = VOCSegmentationDataModule("data/VOCdevkit")  # nothing is read yet
+        >>> dm.num_classes, dm.class_names[:2], dm.image_size
+        (21, ['background', 'aeroplane'], 513)
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        year: str = "2012",
+        crop_size: int = 513,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        augment: bool = True,
+        predict_images: str | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(crop_size, scale_range, batch_size, eval_batch_size, num_workers, augment, predict_images)
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.year = str(year)
+        self.splits = {"train": train_split, "val": val_split, "test": test_split or val_split, "predict": val_split}
+        self._classes = check_classes(classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["background", *self._classes]
+
+    def make_dataset(self, split: str) -> VOCSegmentation:
+        check_split(split, ("train", "val", "test", "predict"))
+        return VOCSegmentation(
+            self.root, self.splits[split], self.year, classes=self._classes, transform=self.split_transform(split)
+        )
+
+
+class COCOSegmentationDataModule(SegmentationDataModule):
+    """Image folders with index-mask folders (``<mask folder>/<image stem>.png``), e.g. coco128's ``semantic/``.
+
+    Paths are relative to ``root``. Images without a mask are left out (counted in the dataset's
+    ``stats["no_mask"]``). The class map turns pixel values into labels:
+
+    - default (``classes_json=None``): pixel value = COCO category id; the 20 categories VOC shares become
+      the VOC labels 1..20 (torchvision's references/segmentation ``CAT_LIST``), everything else, 0 included,
+      background 0. 21 classes, named as in VOC.
+    - ``classes_json``: a JSON object ``{"<pixel value>": "<class name>" | null}``; classes in order of their
+      smallest pixel value, ``null`` and unlisted values ignored (255). See
+      :func:`~mobiletasks.data.segmentation_datasets.read_class_map`.
+
+    Without ``test_images``/``test_masks`` the test split is the val split.
+
+    Example:
+        >>> dm = COCOSegmentationDataModule("../shared/data/coco128", crop_size=321)
+        >>> dm.num_classes, dm.class_names[15], dm.image_size
+        (21, 'person', 321)
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        train_images: str = "images/train2017",
+        train_masks: str = "semantic/train2017",
+        val_images: str = "images/val2017",
+        val_masks: str = "semantic/val2017",
+        classes_json: str | None = None,
+        test_images: str | None = None,
+        test_masks: str | None = None,
+        crop_size: int = 513,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        augment: bool = True,
+        predict_images: str | None = None,
+    ) -> None:
+        super().__init__(crop_size, scale_range, batch_size, eval_batch_size, num_workers, augment, predict_images)
+        self.save_hyperparameters()
+        if (test_images is None) != (test_masks is None):
+            raise ValueError(
+                f"set both test_images and test_masks or neither (got test_images={test_images!r}, "
+                f"test_masks={test_masks!r})"
+            )
+        self.root = Path(root)
+        self.splits = {"train": (train_images, train_masks), "val": (val_images, val_masks)}
+        if test_images is not None and test_masks is not None:
+            self.splits["test"] = (test_images, test_masks)
+        self.classes_json = classes_json
+        self._class_map: tuple[list[str], np.ndarray] | None = None
+
+    def class_map(self) -> tuple[list[str], np.ndarray]:
+        """(class names, lookup table pixel value -> label), read once."""
+        if self._class_map is None:
+            if self.classes_json is None:
+                self._class_map = (["background", *VOC_CLASSES], coco_voc_lut())
+            else:
+                self._class_map = read_class_map(self.root / self.classes_json)
+        return self._class_map
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.class_map()[0])
+
+    def make_dataset(self, split: str) -> MaskFolder:
+        check_split(split, ("train", "val", "test", "predict"))
+        source = split if split in self.splits else "val"
+        names, lut = self.class_map()
+        paths = [self.root / p for p in self.splits[source]]
+        for path, arg in zip(paths, (f"{source}_images", f"{source}_masks"), strict=True):
+            if not path.is_dir():
+                raise FileNotFoundError(
+                    f"{split} data: folder {path} does not exist; set root (now {self.root}) to the dataset folder "
+                    f"or {arg} to the folder relative to it"
+                )
+        return MaskFolder(paths[0], paths[1], names, lut, transform=self.split_transform(split))
+
+
+class ShapesSegmentationDataModule(VOCSegmentationDataModule):
+    """Synthetic shapes with exact masks (background + circle, square, triangle, star, cross), VOC layout.
+
+    Generated into ``root`` on first use (:func:`~mobiletasks.data.synth_segmentation.write_segmentation_dataset`)
+    when absent or made with other settings; ``mobiletasks data synth --task segmentation --format voc``
+    writes the same files.
+
+    Args:
+        root: where the dataset lives.
+        num_images: images in all (a fifth of them form the val split).
+        seed: the generator's seed.
+        image_size: side of the generated images (``self.image_size`` is ``crop_size``, as in every
+            segmentation data module; the generated side is ``self.generated_size``).
+        crop_size, scale_range, batch_size, eval_batch_size, num_workers, augment, predict_images:
+            as :class:`VOCSegmentationDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: PathLike = "data/shapes-seg",
+        num_images: int = 400,
+        seed: int = 0,
+        image_size: int = 256,
+        crop_size: int = 256,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        augment: bool = True,
+        predict_images: str | None = None,
+    ) -> None:
+        super().__init__(
+            root,
+            crop_size=crop_size,
+            scale_range=scale_range,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            augment=augment,
+            predict_images=predict_images,
+            classes=SEGMENTATION_CLASSES[1:],
+        )
+        self.num_images, self.seed, self.generated_size = num_images, seed, image_size
+
+    def prepare_data(self) -> None:
+        info = read_info(self.root) or {}
+        wanted = {"task": "segmentation", "format": "voc", "seed": self.seed, "image_size": self.generated_size}
+        if any(info.get(k) != v for k, v in wanted.items()) or sum(info.get("images", {}).values()) != self.num_images:
+            write_segmentation_dataset(
+                self.root, format="voc", num_images=self.num_images, image_size=self.generated_size, seed=self.seed
+            )
+
+    def setup(self, stage: str) -> None:
+        self.prepare_data()  # also when used without a Trainer
+        super().setup(stage)

@@ -1,0 +1,216 @@
+"""The synthetic shapes dataset with semantic masks, written as VOC2012 segmentation or COCO.
+
+The images and shapes are those of the detection dataset (:func:`mobiletasks.data.synth.make_sample`, same
+seed, same images): the class mask of image ``index`` puts ``label + 1`` on each shape's exact visible mask
+and 0 (background) elsewhere, so class ``k`` of ``("background", *SHAPE_CLASSES)`` is pixel value ``k``.
+There is no 255 boundary band: the masks are exact.
+
+Layouts:
+
+- ``voc``: ``VOC2012/JPEGImages/*.jpg``, ``VOC2012/SegmentationClass/*.png`` (palette PNGs, VOC palette),
+  ``VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt``.
+- ``coco``: ``images/{train,val}/*.jpg``, ``annotations/instances_{train,val}.json`` (one annotation per
+  shape, RLE ``segmentation`` from ``pycocotools.mask``, category ids 1..5) and
+  ``semantic/{train,val}/*.png`` (single-channel index masks, pixel = category id, 0 = background) with
+  ``semantic/classes.json`` (pixel value -> class name), as in coco128.
+
+Writing is atomic as for detection (a temporary folder renamed into place; the marker file last, with
+``"task": "segmentation"``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from mobiletasks.data.io import write_index_png
+from mobiletasks.data.synth import (
+    MARKER,
+    SHAPE_CLASSES,
+    ShapeObject,
+    _check_target,
+    _image_name,
+    _replace,
+    _save_jpeg,
+    _Writer,
+    make_sample,
+    sample_rng,
+)
+
+__all__ = [
+    "SEGMENTATION_CLASSES",
+    "class_mask",
+    "write_segmentation_dataset",
+]
+
+SegmentationFormat = Literal["voc", "coco"]
+SEGMENTATION_CLASSES: tuple[str, ...] = ("background", *SHAPE_CLASSES)
+
+
+def class_mask(objects: list[ShapeObject], size: int) -> np.ndarray:
+    """The uint8 [size, size] class mask of a sample: ``label + 1`` on each shape's visible pixels, 0 elsewhere.
+
+    Example:
+        >>> _, objects = make_sample(sample_rng(0, 0), 64)
+        >>> sorted(set(np.unique(class_mask(objects, 64)))) == sorted({0} | {o.label + 1 for o in objects})
+        True
+    """
+    mask = np.zeros((size, size), np.uint8)
+    for obj in objects:  # visible masks do not overlap; bottom first all the same
+        mask[obj.mask] = obj.label + 1
+    return mask
+
+
+class _VOCSegmentationWriter:
+    """``VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}``."""
+
+    def __init__(self, root: Path, splits: tuple[str, ...], description: str) -> None:
+        self.root = root / "VOC2012"
+        self.ids: dict[str, list[str]] = {s: [] for s in splits}
+        for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+            (self.root / folder).mkdir(parents=True)
+
+    def add(self, split: str, index: int, image: np.ndarray, objects: list[ShapeObject]) -> None:
+        image_id = _image_name(index)
+        _save_jpeg(image, self.root / "JPEGImages" / f"{image_id}.jpg")
+        mask = torch.from_numpy(class_mask(objects, image.shape[0]))
+        write_index_png(mask, self.root / "SegmentationClass" / f"{image_id}.png")
+        self.ids[split].append(image_id)
+
+    def close(self) -> None:
+        lists = {**self.ids, "trainval": [i for ids in self.ids.values() for i in ids]}
+        for split, ids in lists.items():
+            (self.root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+
+
+class _COCOSegmentationWriter:
+    """COCO instances with RLE masks, plus a ``semantic/`` folder of index masks; image id = index + 1."""
+
+    def __init__(self, root: Path, splits: tuple[str, ...], description: str) -> None:
+        self.root = root
+        info = {"description": description, "version": "1.0"}
+        categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_CLASSES)]
+        self.data: dict[str, dict[str, Any]] = {
+            s: {"info": info, "licenses": [], "images": [], "annotations": [], "categories": categories} for s in splits
+        }
+        for s in splits:
+            (root / "images" / s).mkdir(parents=True)
+            (root / "semantic" / s).mkdir(parents=True)
+        (root / "annotations").mkdir()
+
+    def add(self, split: str, index: int, image: np.ndarray, objects: list[ShapeObject]) -> None:
+        data = self.data[split]
+        stem = _image_name(index)
+        _save_jpeg(image, self.root / "images" / split / f"{stem}.jpg")
+        Image.fromarray(class_mask(objects, image.shape[0])).save(self.root / "semantic" / split / f"{stem}.png")
+        height, width = image.shape[:2]
+        data["images"].append({"id": index + 1, "file_name": f"{stem}.jpg", "width": width, "height": height})
+        for obj in objects:
+            rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
+            x0, y0, x1, y1 = obj.box
+            data["annotations"].append(
+                {
+                    "id": len(data["annotations"]) + 1,
+                    "image_id": index + 1,
+                    "category_id": obj.label + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": float(obj.area),
+                    "iscrowd": 0,
+                    "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+                }
+            )
+
+    def close(self) -> None:
+        for split, data in self.data.items():
+            (self.root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+        classes = {str(k): name for k, name in enumerate(SEGMENTATION_CLASSES)}
+        (self.root / "semantic" / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+
+
+_WRITERS: dict[str, Callable[[Path, tuple[str, ...], str], _Writer]] = {
+    "voc": _VOCSegmentationWriter,
+    "coco": _COCOSegmentationWriter,
+}
+
+
+def write_segmentation_dataset(
+    out: str | Path,
+    *,
+    format: SegmentationFormat = "voc",
+    num_images: int = 200,
+    val_fraction: float = 0.2,
+    num_val: int | None = None,
+    image_size: int = 320,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Write the synthetic shapes segmentation dataset to ``out`` (layouts in the module doc).
+
+    Arguments, atomic writing and refusals as :func:`mobiletasks.data.synth.write_detection_dataset`: image
+    ``i`` is ``make_sample(sample_rng(seed, i), image_size)``, its mask :func:`class_mask` of its shapes.
+
+    Returns:
+        the dataset folder, as an absolute path.
+
+    Example:
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = write_segmentation_dataset(Path(tmp) / "s", num_images=5, image_size=64, progress=False)
+        ...     print(sorted(p.name for p in (root / "VOC2012").iterdir()))
+        ['ImageSets', 'JPEGImages', 'SegmentationClass']
+    """
+    out = Path(out)
+    if format not in _WRITERS:
+        raise ValueError(f"format={format!r} is not one of {tuple(_WRITERS)}; use 'voc' or 'coco'")
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 2:
+        raise ValueError(f"num_images={num_images!r}: need an integer >= 2 (at least one train and one val image)")
+    if num_val is None:
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction={val_fraction!r} must lie strictly between 0 and 1, e.g. 0.2")
+        num_val = min(max(round(num_images * val_fraction), 1), num_images - 1)
+    if not 0 <= num_val < num_images:
+        raise ValueError(f"num_val={num_val!r} must lie in 0..{num_images - 1} (num_images={num_images})")
+    if image_size < 32:
+        raise ValueError(f"image_size={image_size!r} is too small for shapes; use 32 pixels or more (default 320)")
+    if seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    _check_target(out)
+
+    num_train = num_images - num_val
+    splits = ("train", "val")
+    target = out.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        writer = _WRITERS[format](tmp, splits, f"mobiletasks synthetic shapes (segmentation), seed {seed}")
+        counts = dict.fromkeys(splits, 0)
+        for index in tqdm(range(num_images), desc=f"shapes ({format})", unit="img", disable=not progress):
+            split = "train" if index < num_train else "val"
+            image, objects = make_sample(sample_rng(seed, index), image_size)
+            writer.add(split, index, image, objects)
+            counts[split] += len(objects)
+        writer.close()
+        info = {
+            "generator": __name__,
+            "task": "segmentation",
+            "format": format,
+            "seed": seed,
+            "image_size": image_size,
+            "classes": list(SEGMENTATION_CLASSES),
+            "images": {"train": num_train, "val": num_val},
+            "objects": counts,
+        }
+        (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
+        _replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

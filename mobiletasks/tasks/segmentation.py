@@ -1,0 +1,133 @@
+"""Semantic segmentation as a Lightning task: Mobile DeepLabV3 scored by mIoU over the whole split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from ..factory import create_model
+from .base import BaseTask, Schedule
+from .detection import Evaluator
+
+Batch = tuple[Tensor, list[dict[str, Any]]]
+MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # DeepLab's multi-scale evaluation inputs
+
+
+class SegmentationTask(BaseTask):
+    """Train and evaluate a segmentation model from ``create_model`` (``deeplabv3_mobilenet_v2`` by default).
+
+    The data module provides the metric: ``datamodule.evaluator("val")`` accumulates one confusion matrix
+    over the split; ``val/miou``, ``val/pixel_acc`` and ``val/iou/<class>`` are logged and ``val/miou``
+    picks the best checkpoint.
+
+    Args:
+        model: a registered segmentation model (``deeplabv3_mobilenet_v2``, ``deeplabv3_mobilenet_v1``,
+            ``deeplabv3``).
+        num_classes: classes including background; LightningCLI links it from the data module.
+        image_size: the training crop size, linked from the data module (recorded; the model takes any size).
+        model_kwargs: the builder's other arguments, e.g. ``{"output_stride": 8, "aspp": false}``.
+        pretrained: weights of the whole model (a file; loaded with ``weights_only=True``).
+        pretrained_backbone: ImageNet weights of the backbone (a file).
+        ignore_index: mask value left out of the loss and the metrics (VOC's 255).
+        multiscale: evaluate (validate/test) with the paper's MF: inputs at ``scales`` and flipped, averaged.
+        scales, flip: the multi-scale setting.
+        optimizer, schedule, warmup_steps, norm_weight_decay: see ``BaseTask`` (DeepLab uses ``poly``).
+    """
+
+    monitor = "val/miou"
+    mode = "max"
+
+    def __init__(
+        self,
+        model: str = "deeplabv3_mobilenet_v2",
+        num_classes: int = 21,
+        image_size: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        pretrained_backbone: str | None = None,
+        ignore_index: int = 255,
+        multiscale: bool = False,
+        scales: Sequence[float] = MF_SCALES,
+        flip: bool = True,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        schedule: Schedule = "poly",
+        warmup_steps: int = 0,
+        norm_weight_decay: float | None = 0.0,
+    ) -> None:
+        super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
+        self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        kwargs = dict(hp["model_kwargs"] or {})
+        if hp["pretrained_backbone"] is not None:
+            kwargs["pretrained_backbone"] = hp["pretrained_backbone"]
+        self.model = create_model(hp["model"], pretrained=hp["pretrained"], num_classes=hp["num_classes"], **kwargs)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits ``[B, K, H, W]`` (probabilities with ``multiscale``) at the input's resolution."""
+        if self.hparams["multiscale"]:
+            from ..evaluation.segmentation import multiscale_logits
+
+            return multiscale_logits(self.model, images, tuple(self.hparams["scales"]), self.hparams["flip"])
+        out: Tensor = self.model(images)["out"]
+        return out
+
+    @staticmethod
+    def _masks(targets: list[dict[str, Any]]) -> Tensor:
+        return torch.stack([t["mask"] for t in targets])
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        images, targets = batch
+        if not len(images):  # every image of the batch was unreadable (skipped and counted by the dataset)
+            return None
+        logits = self.model(images)["out"]
+        loss = F.cross_entropy(logits, self._masks(targets), ignore_index=self.hparams["ignore_index"])
+        self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
+        return loss
+
+    def _evaluator(self, split: str) -> Evaluator:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "evaluator"):
+            raise ValueError(
+                "SegmentationTask evaluates with the data module's evaluator: pass a mobiletasks segmentation "
+                "data module (e.g. VOCSegmentationDataModule) as `datamodule=`, not bare dataloaders"
+            )
+        evaluator: Evaluator = datamodule.evaluator(split)
+        return evaluator
+
+    def _eval_step(self, split: str, batch: Batch) -> None:
+        images, targets = batch
+        if len(images):
+            self.evaluators[split].update(self(images), self._masks(targets))  # type: ignore[arg-type]
+
+    def _eval_epoch_end(self, split: str) -> None:
+        stats = self.evaluators.pop(split).compute()
+        self.log_dict({f"{split}/{k}": float(v) for k, v in stats.items()})
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluators["val"] = self._evaluator("val")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.evaluators["test"] = self._evaluator("test")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, _ = batch
+        return self(images).argmax(1)
