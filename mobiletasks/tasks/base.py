@@ -7,6 +7,7 @@ and ``configure_metrics``. Class attributes ``monitor`` and ``mode`` choose the 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -59,8 +60,26 @@ class BaseTask(L.LightningModule):
         """The metrics, where the data module does not provide the evaluator."""
 
     def configure_callbacks(self) -> list[Callback]:
-        # the best checkpoint by the task's metric, and always the last one
-        return [ModelCheckpoint(monitor=self.monitor, mode=self.mode, save_last=True, filename="best-{epoch:03d}")]
+        """The best checkpoint by the task's metric and the last one, in ``<save_dir>/<name>/checkpoints``: one
+        folder for all runs of an experiment, so ``last.ckpt`` is always the latest run's and each run's best
+        checkpoint carries its log version (``best-version_3-epoch=011.ckpt``). Without a logger, Lightning's
+        default folder."""
+        logger = self._trainer.logger if self._trainer is not None else None
+        dirpath, run = None, ""
+        if logger is not None and logger.save_dir is not None:
+            dirpath = Path(logger.save_dir) / str(logger.name) / "checkpoints"
+            version = logger.version
+            run = (version if isinstance(version, str) else f"version_{version}") + "-" if version != "" else ""
+        return [
+            ModelCheckpoint(
+                dirpath=dirpath,
+                filename=f"best-{run}{{epoch:03d}}",
+                monitor=self.monitor,
+                mode=self.mode,
+                save_last=True,
+                enable_version_counter=False,
+            )
+        ]
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         decay = self.hparams["norm_weight_decay"]

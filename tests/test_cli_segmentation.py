@@ -1,0 +1,89 @@
+"""``mobiletasks fit|validate|predict`` on every shipped segmentation config, shrunk by overrides, on voc128,
+the coco128 semantic masks and the generated shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from mobiletasks.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "segmentation"
+DATA = ROOT.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "voc128").is_dir(), reason=f"real data not found in {DATA}")
+
+SMALL = ["--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2"]
+SMALL += ["--data.init_args.num_workers", "0", "--data.init_args.crop_size", "96"]
+VOC = ["--data.init_args.root", str(DATA / "voc128"), "--data.init_args.train_split", "train"]
+DATA_ARGS = {
+    "deeplabv3_mobilenet_v2_voc": VOC,
+    "deeplabv3_mobilenet_v2_aspp_voc": VOC,
+    "deeplabv3_mobilenet_v2_os8_mf_voc": [*VOC, "--model.init_args.scales", "[0.75, 1.0]"],
+    "deeplabv3_mobilenet_v1_voc": VOC,
+    "quickstart": ["--data.init_args.num_images", "10", "--data.init_args.image_size", "96"],
+}
+STEPS = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "2", "--trainer.num_sanity_val_steps", "0"]
+STEPS += ["--trainer.val_check_interval", "2", "--trainer.check_val_every_n_epoch", "null"]
+
+
+def run(command: str, config: Path, *extra: str) -> int:
+    return main([command, "--config", str(config), *SMALL, *extra])
+
+
+def test_every_config_is_exercised() -> None:
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(DATA_ARGS)
+
+
+@needs_data
+@pytest.mark.parametrize("name", sorted(DATA_ARGS))
+def test_fit_fast_dev_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run("fit", CONFIGS / f"{name}.yaml", *DATA_ARGS[name], "--trainer.fast_dev_run", "1") == 0
+
+
+def chain(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *data: str) -> str:
+    """fit two steps (validating), then validate and predict from the last checkpoint; validate's output."""
+    assert run("fit", config, *data, *STEPS) == 0
+    (last,) = tmp_path.glob("runs/**/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    capsys.readouterr()
+    assert run("validate", config, *data, "--ckpt_path", str(last), "--trainer.limit_val_batches", "2") == 0
+    out = capsys.readouterr().out
+    assert run("predict", config, *data, "--ckpt_path", str(last), "--trainer.limit_predict_batches", "2") == 0
+    return out + str(checkpoint["hyper_parameters"])
+
+
+@needs_data
+def test_voc_checkpoint_validate_predict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = chain(CONFIGS / "deeplabv3_mobilenet_v2_voc.yaml", tmp_path, capsys, *VOC)
+    assert "val/miou" in out and "val/pixel_acc" in out and "'num_classes': 21" in out
+    masks = sorted((tmp_path / "runs" / "deeplabv3_mobilenet_v2_voc" / "predictions" / "masks").glob("*.png"))
+    assert len(masks) == 4  # two batches of two
+    for path in masks:  # palette PNGs of class indices at the image's own size
+        mask, image = Image.open(path), Image.open(DATA / "voc128/VOC2012/JPEGImages" / f"{path.stem}.jpg")
+        assert mask.mode == "P" and mask.size == image.size
+    assert len(list(tmp_path.glob("runs/deeplabv3_mobilenet_v2_voc/predictions/overlays/*.png"))) == 4
+
+
+@needs_data
+def test_coco_semantic_masks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load((CONFIGS / "deeplabv3_mobilenet_v2_voc.yaml").read_text())
+    config["data"] = {
+        "class_path": "mobiletasks.data.COCOSegmentationDataModule",
+        "init_args": {"root": str(DATA / "coco128")},  # semantic/ masks mapped to the 20 VOC classes
+    }
+    path = tmp_path / "coco.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = chain(path, tmp_path, capsys)
+    assert "val/miou" in out and "'num_classes': 21" in out
