@@ -1,0 +1,110 @@
+"""Mobile DeepLabV3 (ours: MobileNetV2, output stride 16, no ASPP, 21 classes) against torchvision's
+deeplabv3_mobilenet_v3_large and lraspp_mobilenet_v3_large, in one run.
+
+Batch-1 CPU latency at 513x513 in eval mode under ``torch.inference_mode()``, models timed in interleaved
+rounds; "+opt" is ``mobiletasks.optimize_for_inference`` (BatchNorm folded, channels-last), applied to
+every model. The ratios are the result.
+
+    python benchmarks/segmentation.py [--rounds 10] [--iters 3] [--threads N] [--json]
+    python benchmarks/segmentation.py --learn     # the CPU quickstart: mIoU reached and minutes taken
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from tqdm import tqdm
+
+from mobiletasks import create_model, optimize_for_inference
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 513
+
+
+def models() -> dict[str, Callable[[], nn.Module]]:
+    seg = torchvision.models.segmentation
+    return {
+        "mobiletasks deeplabv3_mobilenet_v2": lambda: create_model("deeplabv3_mobilenet_v2", aspp=False),
+        "torchvision deeplabv3_mobilenet_v3_large": lambda: seg.deeplabv3_mobilenet_v3_large(
+            weights=None, weights_backbone=None, aux_loss=False
+        ),
+        "torchvision lraspp_mobilenet_v3_large": lambda: seg.lraspp_mobilenet_v3_large(
+            weights=None, weights_backbone=None
+        ),
+    }
+
+
+def latency(nets: dict[str, nn.Module], rounds: int, iters: int) -> dict[str, float]:
+    x = torch.rand(1, 3, SIZE, SIZE)
+    times: dict[str, list[float]] = {name: [] for name in nets}
+    with torch.inference_mode():
+        for net in nets.values():
+            for _ in range(2):
+                net(x)
+        for _ in tqdm(range(rounds), desc="latency rounds", leave=False):
+            for name, net in nets.items():
+                start = time.perf_counter()
+                for _ in range(iters):
+                    net(x)
+                times[name].append((time.perf_counter() - start) / iters * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def learn(workdir: Path) -> dict[str, float]:
+    start = time.perf_counter()
+    config = ROOT / "configs" / "segmentation" / "quickstart.yaml"
+    subprocess.run([sys.executable, "-m", "mobiletasks", "fit", "--config", str(config)], cwd=workdir, check=True)
+    minutes = (time.perf_counter() - start) / 60
+    metrics = sorted((workdir / "runs" / "segmentation_quickstart").glob("version_*/metrics.csv"))[-1]
+    with metrics.open() as f:
+        best = max(float(row["val/miou"]) for row in csv.DictReader(f) if row.get("val/miou"))
+    return {"quickstart minutes": minutes, "quickstart best val/miou": best}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--learn", action="store_true", help="train the CPU quickstart (minutes)")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/benchmarks"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    report: dict[str, object] = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads"}
+    if args.learn:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        report |= learn(args.workdir)
+    else:
+        nets = {name: build().eval() for name, build in models().items()}
+        nets |= {f"{name} +opt": optimize_for_inference(net) for name, net in list(nets.items())}
+        ms = latency(nets, args.rounds, args.iters)
+        report |= {f"{name} ms": round(v, 2) for name, v in ms.items()}
+        ours, deeplab, lraspp = models()
+        for suffix in ("", " +opt"):
+            report[f"ours/deeplabv3_mobilenet_v3_large{suffix}"] = round(ms[ours + suffix] / ms[deeplab + suffix], 3)
+            report[f"ours/lraspp_mobilenet_v3_large{suffix}"] = round(ms[ours + suffix] / ms[lraspp + suffix], 3)
+        report["ours +opt/deeplabv3_mobilenet_v3_large as built"] = round(ms[f"{ours} +opt"] / ms[deeplab], 3)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:<60} {value}")
+
+
+if __name__ == "__main__":
+    main()
