@@ -70,7 +70,9 @@ def test_unknown_names_list_the_known_ones() -> None:
         ValueError, match=r"unknown backbone 'mobilenet_v9'; known: mobilenet_v1, mobilenet_v2.*'timm/<name>'"
     ):
         create_backbone("mobilenet_v9")
-    with pytest.raises(ValueError, match=r"unknown model 'resnet'; known: mobilenet_v1, mobilenet_v2"):
+    with pytest.raises(
+        ValueError, match=r"unknown model 'resnet'; known: deeplabv3, .*mobilenet_v1, mobilenet_v2, .*ssdlite"
+    ):
         create_model("resnet")
     with pytest.raises(ValueError, match=r"unknown torchvision classifier 'not_a_net'; known: .*resnet18"):
         create_backbone("torchvision/not_a_net")
