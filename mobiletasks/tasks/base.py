@@ -2,21 +2,33 @@
 
 A task's ``__init__`` saves its (plain) arguments, then calls ``configure_models``, ``configure_losses``
 and ``configure_metrics``. Class attributes ``monitor`` and ``mode`` choose the checkpoint kept as best.
+Validation and test use the data module's ``evaluator(split)``, accumulated over the whole split; a task
+implements ``evaluate_batch`` (feed one batch to the evaluator) and may extend ``on_evaluated``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+log = logging.getLogger(__name__)
+
 Schedule = Literal["cosine", "poly", "constant"]
+
+
+class Evaluator(Protocol):
+    """What a data module's ``evaluator(split)`` returns: a metric accumulated over the whole split."""
+
+    def update(self, preds: Any, targets: Any) -> None: ...
+    def compute(self) -> dict[str, float]: ...
 
 
 class BaseTask(L.LightningModule):
@@ -34,6 +46,7 @@ class BaseTask(L.LightningModule):
     monitor = "val/loss"
     mode: Literal["min", "max"] = "min"
     model: nn.Module
+    prediction_writer = "a prediction writer"  # named in the warning when predict runs without one
 
     def __init__(
         self,
@@ -46,6 +59,7 @@ class BaseTask(L.LightningModule):
         # the optimizer factory is code, not a hyperparameter: checkpoints stay loadable with weights_only=True
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
+        self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
@@ -109,3 +123,50 @@ class BaseTask(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # evaluation: the data module's evaluator accumulates over the whole split
+    def evaluate_batch(self, evaluator: Evaluator, batch: Any) -> None:
+        raise NotImplementedError
+
+    def on_evaluated(self, split: str, evaluator: Evaluator) -> None:
+        """Called after a split's metrics are logged (the detection task writes its results file here)."""
+
+    def _start(self, split: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "evaluator"):
+            raise ValueError(
+                f"{type(self).__name__} evaluates with the data module's evaluator: pass a mobiletasks data "
+                "module (e.g. COCODetectionDataModule, VOCSegmentationDataModule) as `datamodule=`, not bare "
+                "dataloaders"
+            )
+        self.evaluators[split] = datamodule.evaluator(split)
+
+    def _end(self, split: str) -> None:
+        evaluator = self.evaluators.pop(split)
+        self.log_dict({f"{split}/{k}": float(v) for k, v in evaluator.compute().items()})
+        self.on_evaluated(split, evaluator)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start("val")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.evaluate_batch(self.evaluators["val"], batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.evaluate_batch(self.evaluators["test"], batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._end("test")
+
+    def on_predict_start(self) -> None:
+        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):  # type: ignore[attr-defined]
+            log.warning(
+                "no prediction writer configured: predictions stay in memory. Add %s to trainer.callbacks",
+                self.prediction_writer,
+            )

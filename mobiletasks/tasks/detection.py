@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from ..factory import create_model
-from .base import BaseTask, Schedule
+from .base import BaseTask, Evaluator, Schedule
 
 log = logging.getLogger(__name__)
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
-
-
-class Evaluator(Protocol):
-    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Any]]) -> None: ...
-    def compute(self) -> dict[str, float]: ...
 
 
 class DetectionTask(BaseTask):
@@ -46,6 +40,7 @@ class DetectionTask(BaseTask):
 
     monitor = "val/map"
     mode = "max"
+    prediction_writer = "mobiletasks.tasks.DetectionWriter"
 
     def __init__(
         self,
@@ -66,7 +61,6 @@ class DetectionTask(BaseTask):
         norm_weight_decay: float | None = 0.0,
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
-        self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
 
     def configure_models(self) -> None:
         hp = self.hparams
@@ -93,56 +87,17 @@ class DetectionTask(BaseTask):
         self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
         return loss
 
-    # evaluation: the data module's evaluator accumulates over the whole split
-    def _evaluator(self, split: str) -> Evaluator:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "evaluator"):
-            raise ValueError(
-                "DetectionTask evaluates with the data module's evaluator: pass a mobiletasks detection data "
-                "module (e.g. COCODetectionDataModule) as `datamodule=`, not bare dataloaders"
-            )
-        evaluator: Evaluator = datamodule.evaluator(split)
-        return evaluator
-
-    def _eval_step(self, split: str, batch: Batch) -> None:
+    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
         images, targets = batch
         if images:
-            self.evaluators[split].update(self.model(images), targets)
+            evaluator.update(self.model(images), targets)
 
-    def _eval_epoch_end(self, split: str) -> None:
-        evaluator = self.evaluators.pop(split)
-        stats = evaluator.compute()
-        self.log_dict({f"{split}/{k}": float(v) for k, v in stats.items()})
+    def on_evaluated(self, split: str, evaluator: Evaluator) -> None:
         write = getattr(evaluator, "write_results", None)
         if write is not None and not self.trainer.sanity_checking and self.trainer.log_dir is not None:
             path = Path(self.trainer.log_dir) / f"{split}_results.json"
             write(path)
             log.info("%s detections written to %s", split, path)
-
-    def on_validation_epoch_start(self) -> None:
-        self.evaluators["val"] = self._evaluator("val")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_start(self) -> None:
-        self.evaluators["test"] = self._evaluator("test")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
-
-    def on_predict_start(self) -> None:
-        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):  # type: ignore[attr-defined]
-            log.warning(
-                "no prediction writer configured: predictions stay in memory. Add "
-                "mobiletasks.tasks.DetectionWriter to trainer.callbacks to write a results JSON and pictures"
-            )
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
         images, _ = batch

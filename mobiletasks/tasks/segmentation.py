@@ -11,8 +11,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from ..factory import create_model
-from .base import BaseTask, Schedule
-from .detection import Evaluator
+from .base import BaseTask, Evaluator, Schedule
 
 Batch = tuple[Tensor, list[dict[str, Any]]]
 MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # DeepLab's multi-scale evaluation inputs
@@ -41,6 +40,7 @@ class SegmentationTask(BaseTask):
 
     monitor = "val/miou"
     mode = "max"
+    prediction_writer = "mobiletasks.tasks.SegmentationWriter"
 
     def __init__(
         self,
@@ -60,7 +60,6 @@ class SegmentationTask(BaseTask):
         norm_weight_decay: float | None = 0.0,
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
-        self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
 
     def configure_models(self) -> None:
         hp = self.hparams
@@ -91,42 +90,10 @@ class SegmentationTask(BaseTask):
         self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
         return loss
 
-    def _evaluator(self, split: str) -> Evaluator:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "evaluator"):
-            raise ValueError(
-                "SegmentationTask evaluates with the data module's evaluator: pass a mobiletasks segmentation "
-                "data module (e.g. VOCSegmentationDataModule) as `datamodule=`, not bare dataloaders"
-            )
-        evaluator: Evaluator = datamodule.evaluator(split)
-        return evaluator
-
-    def _eval_step(self, split: str, batch: Batch) -> None:
+    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
         images, targets = batch
         if len(images):
-            self.evaluators[split].update(self(images), self._masks(targets))  # type: ignore[arg-type]
-
-    def _eval_epoch_end(self, split: str) -> None:
-        stats = self.evaluators.pop(split).compute()
-        self.log_dict({f"{split}/{k}": float(v) for k, v in stats.items()})
-
-    def on_validation_epoch_start(self) -> None:
-        self.evaluators["val"] = self._evaluator("val")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_start(self) -> None:
-        self.evaluators["test"] = self._evaluator("test")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
+            evaluator.update(self(images), self._masks(targets))
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, _ = batch
