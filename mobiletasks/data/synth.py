@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -444,9 +444,40 @@ def write_detection_dataset(
         ...     print(dataset_exists(root, "coco"), read_info(root)["images"])
         True {'train': 4, 'val': 1}
     """
+    return write_dataset(
+        out,
+        task="detection",
+        writers=_WRITERS,
+        classes=SHAPE_CLASSES,
+        format=format,
+        num_images=num_images,
+        val_fraction=val_fraction,
+        num_val=num_val,
+        image_size=image_size,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def write_dataset(
+    out: str | Path,
+    *,
+    task: str,
+    writers: Mapping[str, Callable[[Path, tuple[str, ...], str], _Writer]],
+    classes: Sequence[str],
+    format: str,
+    num_images: int,
+    val_fraction: float,
+    num_val: int | None,
+    image_size: int,
+    seed: int,
+    progress: bool,
+) -> Path:
+    """The shared body of the dataset writers: checks, samples through a ``writers[format]``, the marker, and
+    an atomic replace (everything goes to a hidden folder next to ``out``, renamed into place at the end)."""
     out = Path(out)
-    if format not in _WRITERS:
-        raise ValueError(f"format={format!r} is not one of {FORMATS}; use 'coco' or 'voc'")
+    if format not in writers:
+        raise ValueError(f"format={format!r} is not one of {tuple(writers)}; use one of them")
     if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 2:
         raise ValueError(f"num_images={num_images!r}: need an integer >= 2 (at least one train and one val image)")
     if num_val is None:
@@ -467,8 +498,8 @@ def write_detection_dataset(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
-        description = f"mobiletasks synthetic shapes, seed {seed}"
-        writer = _WRITERS[format](tmp, splits, description)
+        suffix = "" if task == "detection" else f" ({task})"
+        writer = writers[format](tmp, splits, f"mobiletasks synthetic shapes{suffix}, seed {seed}")
         counts = dict.fromkeys(splits, 0)
         for index in tqdm(range(num_images), desc=f"shapes ({format})", unit="img", disable=not progress):
             split = "train" if index < num_train else "val"
@@ -478,11 +509,11 @@ def write_detection_dataset(
         writer.close()
         info = {
             "generator": __name__,
-            "task": "detection",
+            "task": task,
             "format": format,
             "seed": seed,
             "image_size": image_size,
-            "classes": list(SHAPE_CLASSES),
+            "classes": list(classes),
             "images": {"train": num_train, "val": num_val},
             "objects": counts,
         }

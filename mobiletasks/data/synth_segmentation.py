@@ -21,8 +21,6 @@ Writing is atomic as for detection (a temporary folder renamed into place; the m
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -31,20 +29,15 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from mobiletasks.data.io import write_index_png
 from mobiletasks.data.synth import (
-    MARKER,
     SHAPE_CLASSES,
     ShapeObject,
-    _check_target,
     _image_name,
-    _replace,
     _save_jpeg,
     _Writer,
-    make_sample,
-    sample_rng,
+    write_dataset,
 )
 
 __all__ = [
@@ -61,6 +54,7 @@ def class_mask(objects: list[ShapeObject], size: int) -> np.ndarray:
     """The uint8 [size, size] class mask of a sample: ``label + 1`` on each shape's visible pixels, 0 elsewhere.
 
     Example:
+        >>> from mobiletasks.data.synth import make_sample, sample_rng
         >>> _, objects = make_sample(sample_rng(0, 0), 64)
         >>> sorted(set(np.unique(class_mask(objects, 64)))) == sorted({0} | {o.label + 1 for o in objects})
         True
@@ -163,54 +157,22 @@ def write_segmentation_dataset(
         the dataset folder, as an absolute path.
 
     Example:
+        >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     root = write_segmentation_dataset(Path(tmp) / "s", num_images=5, image_size=64, progress=False)
         ...     print(sorted(p.name for p in (root / "VOC2012").iterdir()))
         ['ImageSets', 'JPEGImages', 'SegmentationClass']
     """
-    out = Path(out)
-    if format not in _WRITERS:
-        raise ValueError(f"format={format!r} is not one of {tuple(_WRITERS)}; use 'voc' or 'coco'")
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 2:
-        raise ValueError(f"num_images={num_images!r}: need an integer >= 2 (at least one train and one val image)")
-    if num_val is None:
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction={val_fraction!r} must lie strictly between 0 and 1, e.g. 0.2")
-        num_val = min(max(round(num_images * val_fraction), 1), num_images - 1)
-    if not 0 <= num_val < num_images:
-        raise ValueError(f"num_val={num_val!r} must lie in 0..{num_images - 1} (num_images={num_images})")
-    if image_size < 32:
-        raise ValueError(f"image_size={image_size!r} is too small for shapes; use 32 pixels or more (default 320)")
-    if seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
-    _check_target(out)
-
-    num_train = num_images - num_val
-    splits = ("train", "val")
-    target = out.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        writer = _WRITERS[format](tmp, splits, f"mobiletasks synthetic shapes (segmentation), seed {seed}")
-        counts = dict.fromkeys(splits, 0)
-        for index in tqdm(range(num_images), desc=f"shapes ({format})", unit="img", disable=not progress):
-            split = "train" if index < num_train else "val"
-            image, objects = make_sample(sample_rng(seed, index), image_size)
-            writer.add(split, index, image, objects)
-            counts[split] += len(objects)
-        writer.close()
-        info = {
-            "generator": __name__,
-            "task": "segmentation",
-            "format": format,
-            "seed": seed,
-            "image_size": image_size,
-            "classes": list(SEGMENTATION_CLASSES),
-            "images": {"train": num_train, "val": num_val},
-            "objects": counts,
-        }
-        (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
-        _replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return write_dataset(
+        out,
+        task="segmentation",
+        writers=_WRITERS,
+        classes=SEGMENTATION_CLASSES,
+        format=format,
+        num_images=num_images,
+        val_fraction=val_fraction,
+        num_val=num_val,
+        image_size=image_size,
+        seed=seed,
+        progress=progress,
+    )
