@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mobiletasks.data.base import check_split
 from mobiletasks.data.detection import (
     DetectionDataModule,
     DetectionDataset,
     PathLike,
     Record,
     Transform,
-    check_split,
     clean_boxes,
     raise_if_missing,
 )

@@ -15,24 +15,23 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.context
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from mobiletasks.data.base import PathLike, SplitDataModule
 from mobiletasks.data.collate import detection_collate
 from mobiletasks.data.io import ImageReadError, image_to_tensor, read_image
 from mobiletasks.data.transforms import train_transform
 
 logger = logging.getLogger(__name__)
 
-PathLike = str | Path
 Sample = tuple[Tensor, dict[str, Any]]
 # (uint8 image [H, W, 3], boxes [N, 4]) -> (image Tensor [3, H', W'], boxes [K, 4], kept rows [K]);
 # mobiletasks.data.transforms.DetectionTransform is one
@@ -223,13 +222,16 @@ class ImageFolder(DetectionDataset):
         self.records = [Record(p, p.relative_to(folder).as_posix(), i) for i, p in enumerate(paths)]
 
 
-class DetectionDataModule(L.LightningDataModule):
-    """Base of the COCO and VOC data modules: transforms per split and one loader factory.
+class DetectionDataModule(SplitDataModule):
+    """Base of the COCO and VOC data modules: the SSD augmentation for training, original images otherwise.
 
     Subclasses implement ``make_dataset(split)``, ``class_names`` and ``evaluator(split)``. Splits:
     "train" (augmented, ``image_size`` square), "val", "test", "predict" (original images). Datasets are
     built in ``setup`` (or on first use) and kept in ``self.datasets``.
     """
+
+    collate_fn = staticmethod(detection_collate)
+    datasets: dict[str, DetectionDataset]  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -240,83 +242,18 @@ class DetectionDataModule(L.LightningDataModule):
         augment: bool = True,
         predict_images: PathLike | None = None,
     ) -> None:
-        super().__init__()
-        sizes = {"image_size": image_size, "batch_size": batch_size, "eval_batch_size": eval_batch_size}
-        for name, value in sizes.items():
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be 0 (load in the main process) or more, got {num_workers}")
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        self.num_workers = num_workers
+        super().__init__(image_size, batch_size, eval_batch_size, num_workers, predict_images)
         self.augment = augment
-        self.predict_images = predict_images
         # per-split transforms; None = the original image (the model resizes internally)
         self.train_aug: Transform | None = train_transform(image_size, augment=augment)
-        self.val_aug: Transform | None = None
-        self.test_aug: Transform | None = None
-        self.predict_aug: Transform | None = None
-        self.datasets: dict[str, DetectionDataset] = {}
-
-    @property
-    def class_names(self) -> list[str]:
-        raise NotImplementedError
-
-    @property
-    def num_classes(self) -> int:
-        """Object classes, without background."""
-        return len(self.class_names)
 
     def make_dataset(self, split: str) -> DetectionDataset:
         raise NotImplementedError
 
-    def split_transform(self, split: str) -> Transform | None:
-        """The transform attribute of ``split``: ``train_aug``, ``val_aug``, ``test_aug``, ``predict_aug``."""
-        transform: Transform | None = getattr(self, f"{split}_aug")
-        return transform
-
-    def setup(self, stage: str) -> None:
-        """Build the datasets the stage needs ("fit": train and val)."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
-        if stage not in splits:
-            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(splits)}")
-        for split in splits[stage]:
-            self.dataset(split)
+    def folder_dataset(self, folder: PathLike) -> DetectionDataset:
+        return ImageFolder(folder, transform=self.predict_aug)
 
     def dataset(self, split: str) -> DetectionDataset:
-        """The dataset of ``split``, built on first use."""
-        if split not in self.datasets:
-            if split == "predict" and self.predict_images is not None:
-                self.datasets[split] = ImageFolder(self.predict_images, transform=self.predict_aug)
-            else:
-                self.datasets[split] = self.make_dataset(split)
-        return self.datasets[split]
-
-    def _dataloader(self, split: str) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=split == "train",
-            num_workers=self.num_workers,
-            collate_fn=detection_collate,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._dataloader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._dataloader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._dataloader("predict")
-
-
-def check_split(split: str, choices: Sequence[str]) -> None:
-    if split not in choices:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(choices)}")
+        dataset = super().dataset(split)
+        assert isinstance(dataset, DetectionDataset)
+        return dataset

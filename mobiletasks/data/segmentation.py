@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader
 
+from mobiletasks.data.base import PathLike, SplitDataModule, check_split
 from mobiletasks.data.collate import IGNORE_INDEX, segmentation_collate
-from mobiletasks.data.detection import PathLike, check_split
 from mobiletasks.data.segmentation_datasets import (
     COCO_VOC_CATEGORY_IDS,
     MaskFolder,
@@ -50,13 +48,16 @@ __all__ = [
 ]
 
 
-class SegmentationDataModule(L.LightningDataModule):
-    """Base of the segmentation data modules: per-split transforms and one loader factory.
+class SegmentationDataModule(SplitDataModule):
+    """Base of the segmentation data modules: the scale/crop/flip augmentation for training.
 
     Subclasses implement ``make_dataset(split)`` and ``class_names``. Splits: "train" (augmented,
     ``crop_size`` squares), "val", "test", "predict" (original images; ``predict_images``: any folder).
     ``image_size`` equals ``crop_size`` (LightningCLI links it to the task).
     """
+
+    collate_fn = staticmethod(segmentation_collate)
+    datasets: dict[str, SegmentationDataset]  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -68,30 +69,13 @@ class SegmentationDataModule(L.LightningDataModule):
         augment: bool = True,
         predict_images: PathLike | None = None,
     ) -> None:
-        super().__init__()
-        for name, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size}.items():
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be 0 (load in the main process) or more, got {num_workers}")
-        self.crop_size = self.image_size = crop_size
-        self.batch_size = batch_size
-        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        self.num_workers = num_workers
-        self.predict_images = predict_images
+        super().__init__(crop_size, batch_size, eval_batch_size, num_workers, predict_images)
+        self.crop_size = crop_size
         if len(scale_range) != 2:
             raise ValueError(f"scale_range must be two factors (low, high), e.g. (0.5, 2.0), got {scale_range}")
         self.train_aug: SegTransform | None = segmentation_train_transform(
             crop_size, (scale_range[0], scale_range[1]), augment
         )
-        self.val_aug: SegTransform | None = None
-        self.test_aug: SegTransform | None = None
-        self.predict_aug: SegTransform | None = None
-        self.datasets: dict[str, SegmentationDataset] = {}
-
-    @property
-    def class_names(self) -> list[str]:
-        raise NotImplementedError
 
     @property
     def num_classes(self) -> int:
@@ -101,30 +85,15 @@ class SegmentationDataModule(L.LightningDataModule):
     def make_dataset(self, split: str) -> SegmentationDataset:
         raise NotImplementedError
 
-    def setup(self, stage: str) -> None:
-        """Build the datasets the stage needs ("fit": train and val)."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
-        if stage not in splits:
-            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(splits)}")
-        for split in splits[stage]:
-            self.dataset(split)
+    def folder_dataset(self, folder: PathLike) -> SegmentationDataset:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"predict_images folder {folder} does not exist")
+        return MaskFolder(folder, None, self.class_names, identity_lut(0))
 
     def dataset(self, split: str) -> SegmentationDataset:
-        """The dataset of ``split``, built on first use."""
-        check_split(split, ("train", "val", "test", "predict"))
-        if split not in self.datasets:
-            if split == "predict" and self.predict_images is not None:
-                if not Path(self.predict_images).is_dir():
-                    raise FileNotFoundError(f"predict_images folder {self.predict_images} does not exist")
-                self.datasets[split] = MaskFolder(self.predict_images, None, self.class_names, identity_lut(0))
-            else:
-                self.datasets[split] = self.make_dataset(split)
-        return self.datasets[split]
-
-    def split_transform(self, split: str) -> SegTransform | None:
-        """``train_aug``, ``val_aug``, ``test_aug`` or ``predict_aug``."""
-        transform: SegTransform | None = getattr(self, f"{split}_aug")
-        return transform
+        dataset = super().dataset(split)
+        assert isinstance(dataset, SegmentationDataset)
+        return dataset
 
     def evaluator(self, split: Literal["val", "test"] = "val") -> SegmentationEvaluator:
         """A ``SegmentationEvaluator`` over ``class_names`` ignoring 255."""
@@ -132,28 +101,6 @@ class SegmentationDataModule(L.LightningDataModule):
 
         check_split(split, ("val", "test"))
         return SegmentationEvaluator(self.num_classes, self.class_names, ignore_index=IGNORE_INDEX)
-
-    def _dataloader(self, split: str) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=split == "train",
-            num_workers=self.num_workers,
-            collate_fn=segmentation_collate,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._dataloader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._dataloader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._dataloader("predict")
 
 
 class VOCSegmentationDataModule(SegmentationDataModule):

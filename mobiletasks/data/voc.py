@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
+from mobiletasks.data.base import check_split
 from mobiletasks.data.detection import (
     DetectionDataModule,
     DetectionDataset,
     PathLike,
     Record,
     Transform,
-    check_split,
     clean_boxes,
     raise_if_missing,
 )

@@ -1,0 +1,111 @@
+"""What every data module shares: batch-size checks, datasets per split built on first use, one loader
+factory. Subclasses set ``collate_fn`` and the per-split transforms, and implement ``class_names``,
+``make_dataset(split)``, ``folder_dataset(folder)`` (for ``predict_images``) and ``evaluator(split)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+PathLike = str | Path
+SPLITS = ("train", "val", "test", "predict")
+_STAGES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+def check_split(split: str, choices: Sequence[str] = SPLITS) -> None:
+    if split not in choices:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(choices)}")
+
+
+class SplitDataModule(L.LightningDataModule):
+    """Splits "train" (augmented by ``train_aug``), "val", "test" and "predict" (``val_aug``, ...; None: the
+    original image); "predict" reads ``predict_images`` (any folder of images) when it is set."""
+
+    collate_fn: Callable[[list[Any]], Any]
+
+    def __init__(
+        self,
+        image_size: int,
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        predict_images: PathLike | None,
+    ) -> None:
+        super().__init__()
+        sizes = {"image_size": image_size, "batch_size": batch_size, "eval_batch_size": eval_batch_size}
+        for name, value in sizes.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be 0 (load in the main process) or more, got {num_workers}")
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        self.num_workers = num_workers
+        self.predict_images = predict_images
+        self.train_aug: Any = None
+        self.val_aug: Any = None
+        self.test_aug: Any = None
+        self.predict_aug: Any = None
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def make_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def folder_dataset(self, folder: PathLike) -> Dataset:
+        raise NotImplementedError
+
+    def split_transform(self, split: str) -> Any:
+        """The transform attribute of ``split``: ``train_aug``, ``val_aug``, ``test_aug``, ``predict_aug``."""
+        return getattr(self, f"{split}_aug")
+
+    def setup(self, stage: str) -> None:
+        """Build the datasets the stage needs ("fit": train and val)."""
+        if stage not in _STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(_STAGES)}")
+        for split in _STAGES[stage]:
+            self.dataset(split)
+
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of ``split``, built on first use."""
+        check_split(split)
+        if split not in self.datasets:
+            if split == "predict" and self.predict_images is not None:
+                self.datasets[split] = self.folder_dataset(self.predict_images)
+            else:
+                self.datasets[split] = self.make_dataset(split)
+        return self.datasets[split]
+
+    def _dataloader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=split == "train",
+            num_workers=self.num_workers,
+            collate_fn=type(self).collate_fn,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._dataloader("predict")
