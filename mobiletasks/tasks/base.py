@@ -19,6 +19,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelChe
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+from ..factory import create_model
+
 log = logging.getLogger(__name__)
 
 Schedule = Literal["cosine", "poly", "constant"]
@@ -65,7 +67,18 @@ class BaseTask(L.LightningModule):
         self.configure_metrics()
 
     def configure_models(self) -> None:
-        raise NotImplementedError
+        """``create_model(model, pretrained=..., num_classes=..., **model_kwargs, **model_options())`` from the
+        hyperparameters every task has (``model``, ``num_classes``, ``model_kwargs``, ``pretrained``,
+        ``pretrained_backbone``)."""
+        hp = self.hparams
+        kwargs = {**(hp["model_kwargs"] or {}), **self.model_options()}
+        if hp["pretrained_backbone"] is not None:
+            kwargs["pretrained_backbone"] = hp["pretrained_backbone"]
+        self.model = create_model(hp["model"], pretrained=hp["pretrained"], num_classes=hp["num_classes"], **kwargs)
+
+    def model_options(self) -> dict[str, Any]:
+        """The task's own arguments that the model builder takes."""
+        return {}
 
     def configure_losses(self) -> None:
         """The loss functions, where the model does not compute its own."""

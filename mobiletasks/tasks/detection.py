@@ -10,7 +10,6 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from ..factory import create_model
 from .base import BaseTask, Evaluator, Schedule
 
 log = logging.getLogger(__name__)
@@ -62,16 +61,12 @@ class DetectionTask(BaseTask):
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
 
-    def configure_models(self) -> None:
+    def model_options(self) -> dict[str, Any]:
         hp = self.hparams
-        kwargs = dict(hp["model_kwargs"] or {})
-        if hp["pretrained_backbone"] is not None:
-            kwargs["pretrained_backbone"] = hp["pretrained_backbone"]
+        options = {k: hp[k] for k in ("loss", "score_thresh", "nms_thresh", "topk_candidates", "detections_per_img")}
         if hp["image_size"] is not None:
-            kwargs["size"] = hp["image_size"]
-        for key in ("loss", "score_thresh", "nms_thresh", "topk_candidates", "detections_per_img"):
-            kwargs[key] = hp[key]
-        self.model = create_model(hp["model"], pretrained=hp["pretrained"], num_classes=hp["num_classes"], **kwargs)
+            options["size"] = hp["image_size"]
+        return options
 
     def forward(self, images: list[Tensor] | Tensor) -> list[dict[str, Tensor]]:
         return self.model(images)

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from ..factory import create_model
 from .base import BaseTask, Evaluator, Schedule
 
 Batch = tuple[Tensor, list[dict[str, Any]]]
@@ -60,13 +59,6 @@ class SegmentationTask(BaseTask):
         norm_weight_decay: float | None = 0.0,
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
-
-    def configure_models(self) -> None:
-        hp = self.hparams
-        kwargs = dict(hp["model_kwargs"] or {})
-        if hp["pretrained_backbone"] is not None:
-            kwargs["pretrained_backbone"] = hp["pretrained_backbone"]
-        self.model = create_model(hp["model"], pretrained=hp["pretrained"], num_classes=hp["num_classes"], **kwargs)
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits ``[B, K, H, W]`` (probabilities with ``multiscale``) at the input's resolution."""
