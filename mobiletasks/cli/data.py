@@ -10,35 +10,10 @@ from pathlib import Path
 from ..data.synth import read_info, write_detection_dataset
 from ..data.synth_segmentation import write_segmentation_dataset
 
-
-def _synth_detection(args: argparse.Namespace) -> Path:
-    return write_detection_dataset(
-        args.out,
-        format=args.format,
-        num_images=args.num_images,
-        num_val=args.num_val,
-        image_size=args.image_size,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-
-
-def _synth_segmentation(args: argparse.Namespace) -> Path:
-    return write_segmentation_dataset(
-        args.out,
-        format=args.format,
-        num_images=args.num_images,
-        num_val=args.num_val,
-        image_size=args.image_size,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-
-
 # task -> (the formats it writes, the function that writes them); classification, attributes to come
-_SYNTH_TASKS: dict[str, tuple[tuple[str, ...], Callable[[argparse.Namespace], Path]]] = {
-    "detection": (("coco", "voc"), _synth_detection),
-    "segmentation": (("coco", "voc"), _synth_segmentation),
+_SYNTH_TASKS: dict[str, tuple[tuple[str, ...], Callable[..., Path]]] = {
+    "detection": (("coco", "voc"), write_detection_dataset),
+    "segmentation": (("coco", "voc"), write_segmentation_dataset),
 }
 
 
@@ -67,7 +42,15 @@ def main(argv: list[str]) -> int:
     if args.format not in formats_of_task:
         synth.error(f"--task {args.task} writes --format {' or '.join(formats_of_task)}, not {args.format!r}")
     try:
-        out = write(args)
+        out = write(
+            args.out,
+            format=args.format,
+            num_images=args.num_images,
+            num_val=args.num_val,
+            image_size=args.image_size,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"mobiletasks data synth: error: {err}", file=sys.stderr)
         return 2

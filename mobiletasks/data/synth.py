@@ -310,10 +310,14 @@ class _COCOWriter:
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "area": float(obj.area),
                     "iscrowd": 0,
-                    # the box's rectangle, as in coco128; the exact masks come from make_sample
-                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                    "segmentation": self.segmentation(obj),
                 }
             )
+
+    def segmentation(self, obj: ShapeObject) -> Any:
+        """The box's rectangle, as in coco128; the exact masks come from make_sample."""
+        x0, y0, x1, y1 = obj.box
+        return [[x0, y0, x1, y0, x1, y1, x0, y1]]
 
     def close(self) -> None:
         for split, data in self.data.items():

@@ -34,6 +34,7 @@ from mobiletasks.data.io import write_index_png
 from mobiletasks.data.synth import (
     SHAPE_CLASSES,
     ShapeObject,
+    _COCOWriter,
     _image_name,
     _save_jpeg,
     _Writer,
@@ -87,46 +88,25 @@ class _VOCSegmentationWriter:
             (self.root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
 
 
-class _COCOSegmentationWriter:
+class _COCOSegmentationWriter(_COCOWriter):
     """COCO instances with RLE masks, plus a ``semantic/`` folder of index masks; image id = index + 1."""
 
     def __init__(self, root: Path, splits: tuple[str, ...], description: str) -> None:
-        self.root = root
-        info = {"description": description, "version": "1.0"}
-        categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_CLASSES)]
-        self.data: dict[str, dict[str, Any]] = {
-            s: {"info": info, "licenses": [], "images": [], "annotations": [], "categories": categories} for s in splits
-        }
+        super().__init__(root, splits, description)
         for s in splits:
-            (root / "images" / s).mkdir(parents=True)
             (root / "semantic" / s).mkdir(parents=True)
-        (root / "annotations").mkdir()
 
     def add(self, split: str, index: int, image: np.ndarray, objects: list[ShapeObject]) -> None:
-        data = self.data[split]
-        stem = _image_name(index)
-        _save_jpeg(image, self.root / "images" / split / f"{stem}.jpg")
-        Image.fromarray(class_mask(objects, image.shape[0])).save(self.root / "semantic" / split / f"{stem}.png")
-        height, width = image.shape[:2]
-        data["images"].append({"id": index + 1, "file_name": f"{stem}.jpg", "width": width, "height": height})
-        for obj in objects:
-            rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
-            x0, y0, x1, y1 = obj.box
-            data["annotations"].append(
-                {
-                    "id": len(data["annotations"]) + 1,
-                    "image_id": index + 1,
-                    "category_id": obj.label + 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": float(obj.area),
-                    "iscrowd": 0,
-                    "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-                }
-            )
+        super().add(split, index, image, objects)
+        mask = class_mask(objects, image.shape[0])
+        Image.fromarray(mask).save(self.root / "semantic" / split / f"{_image_name(index)}.png")
+
+    def segmentation(self, obj: ShapeObject) -> Any:
+        rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
+        return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
     def close(self) -> None:
-        for split, data in self.data.items():
-            (self.root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+        super().close()
         classes = {str(k): name for k, name in enumerate(SEGMENTATION_CLASSES)}
         (self.root / "semantic" / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
 
