@@ -579,5 +579,5 @@ def test_predict_images_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"empty holds no images"):
         ImageFolder(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match=r"image folder .*nothing does not exist; .*predict_images"):
+    with pytest.raises(FileNotFoundError, match=r"image folder \(predict_images\) .*nothing does not exist"):
         ImageFolder(tmp_path / "nothing")

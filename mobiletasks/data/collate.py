@@ -69,3 +69,29 @@ def segmentation_collate(
             target["mask"] = padded
         targets.append(target)
     return images, targets
+
+
+def classification_collate(
+    batch: Sequence[tuple[Tensor, dict[str, Any]] | None],
+) -> tuple[Tensor, dict[str, Any]]:
+    """``[(image, target), ...] -> (images Tensor[B, 3, S, S], {"labels": Tensor[B] or [B, K], "file_name":
+    [...], "index": Tensor[B]})``; ``labels`` only when every sample has them. ``None`` entries (unreadable
+    images) are left out; an empty batch gives images of shape [0, 3, 0, 0].
+
+    Example:
+        >>> import torch
+        >>> images, targets = classification_collate(
+        ...     [(torch.zeros(3, 4, 4), {"file_name": "a.jpg", "index": 0, "labels": torch.tensor(2)}), None])
+        >>> tuple(images.shape), targets["labels"].tolist(), targets["file_name"]
+        ((1, 3, 4, 4), [2], ['a.jpg'])
+    """
+    samples = [sample for sample in batch if sample is not None]
+    if not samples:
+        return torch.zeros(0, 3, 0, 0), {"file_name": [], "index": torch.zeros(0, dtype=torch.long)}
+    targets: dict[str, Any] = {
+        "file_name": [t["file_name"] for _, t in samples],
+        "index": torch.tensor([t["index"] for _, t in samples]),
+    }
+    if all("labels" in t for _, t in samples):
+        targets["labels"] = torch.stack([t["labels"] for _, t in samples])
+    return torch.stack([image for image, _ in samples]), targets

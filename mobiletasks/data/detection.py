@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from mobiletasks.data.base import PathLike, SplitDataModule
 from mobiletasks.data.collate import detection_collate
-from mobiletasks.data.io import ImageReadError, image_to_tensor, read_image
+from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.transforms import train_transform
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ Sample = tuple[Tensor, dict[str, Any]]
 # (uint8 image [H, W, 3], boxes [N, 4]) -> (image Tensor [3, H', W'], boxes [K, 4], kept rows [K]);
 # mobiletasks.data.transforms.DetectionTransform is one
 Transform = Callable[[np.ndarray, np.ndarray], tuple[Tensor, Tensor, Tensor]]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _SHOW = 5  # file names listed in an error
 
 
@@ -214,11 +213,7 @@ class ImageFolder(DetectionDataset):
     def __init__(self, folder: PathLike, transform: Transform | None = None) -> None:
         super().__init__(transform)
         folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"image folder {folder} does not exist; pass a folder of images (predict_images)")
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not paths:
-            raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        paths = list_images(folder, "image folder (predict_images)")
         self.records = [Record(p, p.relative_to(folder).as_posix(), i) for i, p in enumerate(paths)]
 
 

@@ -14,6 +14,20 @@ from torch import Tensor
 PathLike = str | Path
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def list_images(folder: PathLike, what: str = "image folder") -> list[Path]:
+    """Every image file under ``folder`` (by suffix, any depth), sorted by path; an error when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} {folder} does not exist; pass a folder of images")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise ValueError(f"{what} {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
 class ImageReadError(ValueError):
     """An image file that is missing or cannot be decoded; the message names the file."""
 

@@ -33,12 +33,11 @@ from torch.utils.data import Dataset
 
 from mobiletasks.data.collate import IGNORE_INDEX
 from mobiletasks.data.detection import (
-    IMAGE_SUFFIXES,
     PathLike,
     SharedCounter,
     raise_if_missing,
 )
-from mobiletasks.data.io import ImageReadError, image_to_tensor, read_image
+from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.voc import check_classes
 
 logger = logging.getLogger(__name__)
@@ -289,9 +288,7 @@ class MaskFolder(SegmentationDataset):
         transform: SegTransform | None = None,
     ) -> None:
         images = Path(images)
-        paths = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not paths:
-            raise ValueError(f"image folder {images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        paths = list_images(images)
         pairs = [(p, None if masks is None else Path(masks) / p.relative_to(images).with_suffix(".png")) for p in paths]
         kept = [(p, m) for p, m in pairs if m is None or m.is_file()]
         if not kept:

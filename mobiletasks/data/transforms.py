@@ -314,3 +314,63 @@ def segmentation_train_transform(
             A.HorizontalFlip(p=0.5),
         ]
     )
+
+
+# ---------------------------------------------------------------------------------------------- classification
+
+
+class ImageTransform(SegmentationTransform):
+    """An albumentations pipeline on an image alone: ``transform(image) -> Tensor [3, H', W']`` in [0, 1].
+    Worker re-seeding as :class:`DetectionTransform`."""
+
+    def __call__(self, image: np.ndarray) -> Tensor:  # type: ignore[override]
+        if self.transforms:
+            if self._seeded_in != _process_key():
+                self.set_random_seed(torch.initial_seed() % 2**32)
+            image = self.compose(image=image)["image"]
+        return image_to_tensor(image)
+
+
+def classification_train_transform(
+    image_size: int, scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True, augment: bool = True
+) -> ImageTransform:
+    """Inception-style training crops (torchvision's and timm's ``RandomResizedCrop``): a random area
+    ``scale`` of the image at an aspect ratio in [3/4, 4/3], resized to ``image_size``, then flipped with
+    ``hflip``. ``augment=False``: the evaluation pipeline (:func:`classification_eval_transform`).
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(classification_train_transform(64)(np.zeros((48, 80, 3), np.uint8)).shape)
+        (3, 64, 64)
+    """
+    _check_size(image_size)
+    if not augment:
+        return classification_eval_transform(image_size)
+    low, high = scale
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"crop scale must be (low, high) with 0 < low <= high <= 1, e.g. (0.08, 1.0), got {scale}")
+    transforms: list[A.BasicTransform] = [A.RandomResizedCrop((image_size, image_size), scale=(low, high))]
+    if hflip:
+        transforms.append(A.HorizontalFlip(p=0.5))
+    return ImageTransform(transforms)
+
+
+def classification_eval_transform(image_size: int, crop_fraction: float = 0.875) -> ImageTransform:
+    """Resize the shorter side to ``image_size / crop_fraction``, then center crop ``image_size`` (the
+    ImageNet evaluation of torchvision and timm: 256 then 224).
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(classification_eval_transform(64)(np.zeros((48, 80, 3), np.uint8)).shape)
+        (3, 64, 64)
+    """
+    _check_size(image_size)
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1], e.g. 0.875, got {crop_fraction}")
+    resize = A.SmallestMaxSize(max_size=round(image_size / crop_fraction), interpolation=cv2.INTER_LINEAR)
+    return ImageTransform([resize, A.CenterCrop(image_size, image_size)])
+
+
+def _check_size(image_size: int) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive number of pixels, got {image_size!r}")
