@@ -99,3 +99,44 @@ def test_segmentation_table(
     s = json.loads(capsys.readouterr().out)
     assert s["params"] == pytest.approx(params, rel=0.005), f"{s['params'] / 1e6:.3f}M params vs {params / 1e6}M"
     assert s["macs"] == pytest.approx(macs, rel=rel), f"{s['macs'] / 1e9:.3f}B MACs vs {macs / 1e9}B"
+
+
+# Fine-grained recognition (V1 Table 10, Stanford Dogs, 120 classes) and face attributes (V1 Table 12, 40
+# outputs): the plain classifier with K outputs, through the command the issue names, within 5% or the printed
+# precision. Table 12 prints 45 and 15 MAdds for the 0.25 rows, which the architecture cannot give (41 with
+# 1000 classes in Table 6); PAPERS.md asks for the structure's 41 and 13.4.
+FINE_GRAINED_ROWS = [
+    (120, 1.0, 224, "3.3", "569"),
+    (120, 0.75, 224, "1.9", "325"),
+    (120, 1.0, 192, "3.3", "418"),
+    (120, 0.75, 192, "1.9", "239"),
+    (40, 1.0, 224, "3.2", "568"),
+    (40, 0.5, 224, "0.8", "149"),
+    (40, 0.25, 224, "0.2", "41"),
+    (40, 1.0, 128, "3.2", "185"),
+    (40, 0.5, 128, "0.8", "48"),
+    (40, 0.25, 128, "0.2", "13.4"),
+]
+
+
+@pytest.mark.parametrize(("classes", "width", "size", "params", "madds"), FINE_GRAINED_ROWS)
+def test_fine_grained_and_attribute_tables(
+    classes: int, width: float, size: int, params: str, madds: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mobiletasks.cli import main
+
+    args = ["summary", "mobilenet_v1", "--input-size", str(size), f"num_classes={classes}", f"width_mult={width}"]
+    assert main([*args, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert close(s["params_no_norm"] / 1e6, params, rel=0.05), f"{s['params_no_norm'] / 1e6:.3f}M vs {params}M"
+    assert close(s["macs"] / 1e6, madds, rel=0.05), f"{s['macs'] / 1e6:.1f}M MAdds vs {madds}M"
+    # the classifier's outputs are what changes the parameters: 1000 classes would add (1000 - K) * (C + 1)
+    head = (1000 - classes) * (int(1024 * width) + 1)
+    assert model_summary(create_model("mobilenet_v1", width_mult=width), size).params == s["params"] + head
+
+
+def test_attribute_head_on_the_backbone_costs_the_same() -> None:
+    """``attribute_classifier`` (the head module on the V1 backbone) counts exactly as the plain classifier."""
+    ours = model_summary(create_model("attribute_classifier", num_classes=40, backbone_kwargs={"width_mult": 0.5}))
+    plain = model_summary(create_model("mobilenet_v1", num_classes=40, width_mult=0.5))
+    assert (ours.params, ours.macs) == (plain.params, plain.macs)

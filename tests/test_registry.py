@@ -71,7 +71,9 @@ def test_unknown_names_list_the_known_ones() -> None:
     ):
         create_backbone("mobilenet_v9")
     with pytest.raises(
-        ValueError, match=r"unknown model 'resnet'; known: deeplabv3, .*mobilenet_v1, mobilenet_v2, .*ssdlite"
+        ValueError,
+        match=r"unknown model 'resnet'; known: attribute_classifier, classifier, deeplabv3, .*mobilenet_v2, "
+        r".*ssdlite.*'timm/<name>', 'torchvision/<name>'",
     ):
         create_model("resnet")
     with pytest.raises(ValueError, match=r"unknown torchvision classifier 'not_a_net'; known: .*resnet18"):

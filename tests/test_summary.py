@@ -60,7 +60,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["summary", "nonet"], "unknown model 'nonet'; known: deeplabv3, deeplabv3_mobilenet_v1"),
+        (["summary", "nonet"], "unknown model 'nonet'; known: attribute_classifier, classifier, deeplabv3"),
         (["summary", "mobilenet_v2", "width"], "expected KEY=VALUE"),
         (["summary", "mobilenet_v2", "colour=red"], "unexpected keyword argument 'colour'"),
         (["summary", "mobilenet_v2", "output_stride=12"], "output_stride must be one of"),

@@ -247,7 +247,7 @@ def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exc:
         main(["data", "synth", "--task", "classification", "--format", "coco", "--out", str(out)])
     assert exc.value.code == 2
-    assert "invalid choice: 'classification'" in capsys.readouterr().err
+    assert "--task classification writes --format folder, not 'coco'" in capsys.readouterr().err
 
 
 def test_cli_subprocess(tmp_path: Path) -> None:

@@ -111,9 +111,12 @@ _OUTLINES: tuple[np.ndarray, ...] = (
 assert len(_OUTLINES) == len(SHAPE_CLASSES)
 
 
-def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """The full (unoccluded) mask of one randomly sized, rotated and placed shape."""
-    extent = size * np.exp(rng.uniform(np.log(MIN_SIZE), np.log(MAX_SIZE)))
+def _shape_mask(
+    rng: np.random.Generator, label: int, size: int, extent_range: tuple[float, float] = (MIN_SIZE, MAX_SIZE)
+) -> np.ndarray:
+    """The full (unoccluded) mask of one randomly sized, rotated and placed shape; its extent is drawn
+    log-uniformly in ``extent_range`` (fractions of the image side)."""
+    extent = size * np.exp(rng.uniform(*np.log(extent_range)))
     radius = max(extent, 4.0) / 2
     angle = rng.uniform(0, 2 * np.pi)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -256,9 +259,14 @@ def make_sample(rng: np.random.Generator, size: int = 320) -> tuple[np.ndarray, 
         labels.append(label)
         full.append(mask)
         visible = [*covered, mask]
-    image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(0, 8))  # sensor noise
     objects = [ShapeObject(label, _mask_box(v), v) for label, v in zip(labels, visible, strict=True)]
-    return np.clip(image, 0, 255).round().astype(np.uint8), objects
+    return _finish(rng, image), objects
+
+
+def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Add sensor noise to a float image and round it to uint8."""
+    image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(0, 8))
+    return np.clip(image, 0, 255).round().astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- writers

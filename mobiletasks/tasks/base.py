@@ -109,17 +109,26 @@ class BaseTask(L.LightningModule):
         ]
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        decay = self.hparams["norm_weight_decay"]
-        if decay is None:
-            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-        norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-        no_decay = {id(p) for m in self.modules() if isinstance(m, norm_types) for p in m.parameters()}
-        no_decay |= {id(p) for name, p in self.named_parameters() if name.endswith(".bias")}
+        """The trainable parameters, with the weight decay of ``norm_weight_decay`` on normalization layers and
+        biases and, where the task has it, ``depthwise_weight_decay`` on depthwise convolution filters (None:
+        the optimizer's)."""
+        hp = self.hparams
+        decay: dict[int, float] = {}  # parameter id -> its own weight decay
+        if hp.get("depthwise_weight_decay") is not None:
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels:
+                    decay[id(m.weight)] = hp["depthwise_weight_decay"]
+        if hp["norm_weight_decay"] is not None:
+            norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+            for m in self.modules():
+                if isinstance(m, norm_types):
+                    decay.update({id(p): hp["norm_weight_decay"] for p in m.parameters()})
+            decay.update({id(p): hp["norm_weight_decay"] for n, p in self.named_parameters() if n.endswith(".bias")})
         params = [p for p in self.parameters() if p.requires_grad]
-        return [
-            {"params": [p for p in params if id(p) not in no_decay]},
-            {"params": [p for p in params if id(p) in no_decay], "weight_decay": decay},
-        ]
+        groups: list[dict[str, Any]] = [{"params": [p for p in params if id(p) not in decay]}]
+        for value in dict.fromkeys(decay.values()):
+            groups.append({"params": [p for p in params if decay.get(id(p)) == value], "weight_decay": value})
+        return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameter_groups())

@@ -1,0 +1,89 @@
+"""Knowledge distillation (Hinton et al. 2015; MobileNetV1 paper section 4.5): a frozen teacher and the soft
+losses that pull a student's outputs toward it.
+
+A teacher is a mobiletasks checkpoint (``.ckpt`` of a classification or attribute run: the model is rebuilt
+from its hyperparameters) or any classifier ``create_model`` builds (``mobilenet_v2``, ``classifier``,
+``torchvision/resnet50``, ``timm/efficientnet_b0``, ...) with a weights file. It must give one output per
+class (attribute) of the student. Teachers take the same ImageNet-normalized images as the student.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..factory import create_model
+from ..weights import PathLike
+
+__all__ = ["binary_soft_loss", "load_teacher", "softmax_soft_loss"]
+
+
+def load_teacher(
+    teacher: str, weights: PathLike | None = None, kwargs: dict[str, Any] | None = None, num_classes: int | None = None
+) -> nn.Module:
+    """A frozen teacher in eval mode.
+
+    Args:
+        teacher: a ``.ckpt`` file of a mobiletasks classification or attribute run, or a model name for
+            ``create_model``.
+        weights: the weights file of a named teacher (a teacher without trained weights teaches nothing).
+        kwargs: ``create_model`` arguments of a named teacher (``num_classes`` is the student's).
+        num_classes: the student's outputs; the teacher must give as many.
+    """
+    path = Path(teacher)
+    if path.suffix == ".ckpt" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"teacher checkpoint {path} does not exist; pass the .ckpt of a trained run")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hp = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+        if "model" not in hp or "num_classes" not in hp:
+            raise ValueError(
+                f"teacher checkpoint {path} names no model and num_classes in its hyper_parameters: it is not the "
+                "checkpoint of a mobiletasks ClassificationTask or AttributeTask run"
+            )
+        kwargs = {**(hp.get("model_kwargs") or {}), "num_classes": hp["num_classes"]}
+        model = create_model(hp["model"], pretrained=path, **kwargs)
+    else:
+        if weights is None:
+            raise ValueError(
+                f"teacher {teacher!r} has no weights: set teacher_weights to its trained weights file, or pass the "
+                ".ckpt of a mobiletasks run as teacher"
+            )
+        args = {**(kwargs or {})}
+        if num_classes is not None:
+            args.setdefault("num_classes", num_classes)
+        model = create_model(teacher, pretrained=weights, **args)
+    model.eval().requires_grad_(False)
+    if num_classes is not None:
+        with torch.no_grad():
+            outputs = model(torch.zeros(1, 3, 64, 64)).shape[-1]
+        if outputs != num_classes:
+            raise ValueError(
+                f"teacher {teacher} gives {outputs} outputs but the student has num_classes={num_classes}: the teacher "
+                "must be trained on the same classes (attributes), in the same order"
+            )
+    return model
+
+
+def softmax_soft_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """KL divergence between the teacher's and the student's softened class distributions, times ``T**2``
+    (Hinton et al.: keeps the gradients' scale independent of ``T``). Zero when the logits agree."""
+    t = temperature
+    log_student = F.log_softmax(student / t, dim=1)
+    log_teacher = F.log_softmax(teacher / t, dim=1)
+    return F.kl_div(log_student, log_teacher, log_target=True, reduction="batchmean") * t * t
+
+
+def binary_soft_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """Per-attribute binary KL divergence between the teacher's and the student's softened sigmoid
+    probabilities, averaged, times ``T**2``: cross-entropy against the teacher's probabilities minus their
+    entropy, so it is zero when the logits agree (same gradients as the plain cross-entropy)."""
+    t = temperature
+    target = torch.sigmoid(teacher / t)
+    cross = F.binary_cross_entropy_with_logits(student / t, target)
+    entropy = F.binary_cross_entropy_with_logits(teacher / t, target)
+    return (cross - entropy) * t * t
