@@ -172,6 +172,13 @@ def test_teacher_errors(tmp_path: Path) -> None:
     torch.save({"state_dict": {}, "hyper_parameters": {"loss": "focal"}}, bad)
     with pytest.raises(ValueError, match="not the checkpoint of a mobiletasks ClassificationTask"):
         load_teacher(str(bad), num_classes=3)
+    detector = tmp_path / "ssd.ckpt"
+    hp = {"model": "ssdlite_mobilenet_v1", "num_classes": 3, "model_kwargs": {"width_mult": 0.25}}
+    detector_model = create_model("ssdlite_mobilenet_v1", num_classes=3, width_mult=0.25)
+    state = {f"model.{k}": v for k, v in detector_model.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": hp}, detector)
+    with pytest.raises(ValueError, match="does not return class logits"):
+        load_teacher(str(detector), num_classes=3)
     with pytest.raises(ValueError, match="alpha=0 trains from the teacher alone"):
         ClassificationTask(num_classes=3, alpha=0.0)
 
@@ -184,6 +191,21 @@ def test_teacher_from_a_task_checkpoint(tmp_path: Path) -> None:
     teacher = load_teacher(str(last), num_classes=3)
     x = torch.rand(2, 3, 48, 48)
     assert torch.allclose(teacher(x), task.model.eval()(x), atol=1e-5)
+
+
+def test_balanced_pos_weight_from_the_training_split(tmp_path: Path) -> None:
+    from celeba_layout import write_celeba
+
+    from mobiletasks.data import CelebADataModule
+
+    dm = CelebADataModule(write_celeba(tmp_path / "celeba"), image_size=32, batch_size=4, num_workers=0)
+    task = AttributeTask(num_classes=40, pos_weight="balanced", model_kwargs=SMALL)
+    trainer = L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, datamodule=dm)
+    targets = torch.as_tensor(dm.dataset("train").targets)
+    positives = targets.sum(0)
+    assert task.pos_weight is not None
+    assert torch.allclose(task.pos_weight, (len(targets) - positives) / positives.clamp(min=1))
 
 
 def test_pos_weight_and_depthwise_decay() -> None:

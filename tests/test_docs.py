@@ -18,7 +18,9 @@ def blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/backbones.md", "docs/detection.md", "docs/segmentation.md"])
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/backbones.md", "docs/detection.md", "docs/segmentation.md", "docs/classification.md"]
+)
 def test_doc_examples(doc: str) -> None:
     namespace: dict[str, object] = {}
     registered = set(BACKBONES.names())

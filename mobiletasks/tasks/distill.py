@@ -60,7 +60,13 @@ def load_teacher(
     model.eval().requires_grad_(False)
     if num_classes is not None:
         with torch.no_grad():
-            outputs = model(torch.zeros(1, 3, 64, 64)).shape[-1]
+            logits = model(torch.zeros(1, 3, 64, 64))
+        if not isinstance(logits, Tensor) or logits.ndim != 2:
+            raise ValueError(
+                f"teacher {teacher} does not return class logits [batch, classes] (it returns {type(logits).__name__}): "
+                "a teacher must be a classifier"
+            )
+        outputs = logits.shape[-1]
         if outputs != num_classes:
             raise ValueError(
                 f"teacher {teacher} gives {outputs} outputs but the student has num_classes={num_classes}: the teacher "
