@@ -63,7 +63,7 @@ def load_teacher(
             logits = model(torch.zeros(1, 3, 64, 64))
         if not isinstance(logits, Tensor) or logits.ndim != 2:
             raise ValueError(
-                f"teacher {teacher} does not return class logits [batch, classes] (it returns {type(logits).__name__}): "
+                f"teacher {teacher} does not return class logits [batch, classes] but {type(logits).__name__}: "
                 "a teacher must be a classifier"
             )
         outputs = logits.shape[-1]
