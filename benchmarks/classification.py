@@ -40,7 +40,13 @@ def learn(workdir: Path) -> dict[str, float]:
     for config, (run, key) in QUICKSTARTS.items():
         start = time.perf_counter()
         path = ROOT / "configs" / f"{config}.yaml"
-        subprocess.run([sys.executable, "-m", "mobiletasks", "fit", "--config", str(path)], cwd=workdir, check=True)
+        # progress bars go to stderr, so that --json prints nothing but the report
+        subprocess.run(
+            [sys.executable, "-m", "mobiletasks", "fit", "--config", str(path)],
+            cwd=workdir,
+            check=True,
+            stdout=sys.stderr,
+        )
         report[f"{run} minutes"] = round((time.perf_counter() - start) / 60, 2)
         metrics = sorted((workdir / "runs" / run).glob("version_*/metrics.csv"))[-1]
         report[f"{run} best {key}"] = round(best(metrics, key), 4)

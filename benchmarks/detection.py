@@ -110,7 +110,8 @@ def training_speed(models: dict[str, nn.Module], rounds: int, batch: int = 8) ->
 
 def cli_run(args: list[str], workdir: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mobiletasks", *args], cwd=workdir, check=True)
+    # progress bars go to stderr, so that --json prints nothing but the report
+    subprocess.run([sys.executable, "-m", "mobiletasks", *args], cwd=workdir, check=True, stdout=sys.stderr)
     return (time.perf_counter() - start) / 60
 
 

@@ -65,7 +65,13 @@ def latency(nets: dict[str, nn.Module], rounds: int, iters: int) -> dict[str, fl
 def learn(workdir: Path) -> dict[str, float]:
     start = time.perf_counter()
     config = ROOT / "configs" / "segmentation" / "quickstart.yaml"
-    subprocess.run([sys.executable, "-m", "mobiletasks", "fit", "--config", str(config)], cwd=workdir, check=True)
+    # progress bars go to stderr, so that --json prints nothing but the report
+    subprocess.run(
+        [sys.executable, "-m", "mobiletasks", "fit", "--config", str(config)],
+        cwd=workdir,
+        check=True,
+        stdout=sys.stderr,
+    )
     minutes = (time.perf_counter() - start) / 60
     metrics = sorted((workdir / "runs" / "segmentation_quickstart").glob("version_*/metrics.csv"))[-1]
     with metrics.open() as f:
