@@ -28,7 +28,7 @@ from mobiletasks.data.segmentation_datasets import (
     identity_lut,
     read_class_map,
 )
-from mobiletasks.data.synth import read_info
+from mobiletasks.data.synth import ensure_dataset
 from mobiletasks.data.synth_segmentation import SEGMENTATION_CLASSES, write_segmentation_dataset
 from mobiletasks.data.transforms import segmentation_train_transform
 from mobiletasks.data.voc import VOC_CLASSES, check_classes
@@ -287,12 +287,8 @@ class ShapesSegmentationDataModule(VOCSegmentationDataModule):
         self.num_images, self.seed, self.generated_size = num_images, seed, image_size
 
     def prepare_data(self) -> None:
-        info = read_info(self.root) or {}
-        wanted = {"task": "segmentation", "format": "voc", "seed": self.seed, "image_size": self.generated_size}
-        if any(info.get(k) != v for k, v in wanted.items()) or sum(info.get("images", {}).values()) != self.num_images:
-            write_segmentation_dataset(
-                self.root, format="voc", num_images=self.num_images, image_size=self.generated_size, seed=self.seed
-            )
+        generated = {"num_images": self.num_images, "image_size": self.generated_size, "seed": self.seed}
+        ensure_dataset(self.root, write_segmentation_dataset, task="segmentation", format="voc", **generated)
 
     def setup(self, stage: str) -> None:
         self.prepare_data()  # also when used without a Trainer

@@ -8,15 +8,14 @@ ImageFolder, ``ShapesAttributesDataModule`` as CelebA. ``mobiletasks data synth`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from .celeba import CelebADataModule
 from .classification import ClassificationDataset, ImageFolderDataModule
 from .coco import COCODetectionDataModule
 from .detection import PathLike
-from .synth import SHAPE_CLASSES, read_info, write_detection_dataset
+from .synth import SHAPE_CLASSES, ensure_dataset, write_detection_dataset
 from .synth_classification import (
     ATTRIBUTE_NAMES,
     CLASSIFICATION_CLASSES,
@@ -67,26 +66,12 @@ class ShapesDetectionDataModule(COCODetectionDataModule):
         return [{"id": i + 1, "name": name} for i, name in enumerate(SHAPE_CLASSES)]
 
     def prepare_data(self) -> None:
-        info = read_info(self.root) or {}
-        wanted = {"task": "detection", "format": "coco", "seed": self.seed, "image_size": self.image_size}
-        if any(info.get(k) != v for k, v in wanted.items()) or sum(info.get("images", {}).values()) != self.num_images:
-            write_detection_dataset(
-                self.root, format="coco", num_images=self.num_images, image_size=self.image_size, seed=self.seed
-            )
+        generated = {"num_images": self.num_images, "image_size": self.image_size, "seed": self.seed}
+        ensure_dataset(self.root, write_detection_dataset, task="detection", format="coco", **generated)
 
     def setup(self, stage: str) -> None:
         self.prepare_data()  # also when used without a Trainer
         super().setup(stage)
-
-
-def _generate(
-    root: Path, write: Callable[..., Path], task: str, format: str, num_images: int, image_size: int, seed: int
-) -> None:
-    """Write the ``task`` dataset into ``root`` unless the one there was made with these settings."""
-    info = read_info(root) or {}
-    wanted = {"task": task, "format": format, "seed": seed, "image_size": image_size}
-    if any(info.get(k) != v for k, v in wanted.items()) or sum(info.get("images", {}).values()) != num_images:
-        write(root, format=format, num_images=num_images, image_size=image_size, seed=seed)
 
 
 class ShapesClassificationDataModule(ImageFolderDataModule):
@@ -142,15 +127,8 @@ class ShapesClassificationDataModule(ImageFolderDataModule):
         self._class_names = list(CLASSIFICATION_CLASSES)  # known before the files exist
 
     def prepare_data(self) -> None:
-        _generate(
-            self.root,
-            write_classification_dataset,
-            "classification",
-            "folder",
-            self.num_images,
-            self.image_size,
-            self.seed,
-        )
+        generated = {"num_images": self.num_images, "image_size": self.image_size, "seed": self.seed}
+        ensure_dataset(self.root, write_classification_dataset, task="classification", format="folder", **generated)
 
     def setup(self, stage: str) -> None:
         self.prepare_data()  # also when used without a Trainer
@@ -222,9 +200,8 @@ class ShapesAttributesDataModule(CelebADataModule):
         return super().class_names
 
     def prepare_data(self) -> None:
-        _generate(
-            self.root, write_attributes_dataset, "attributes", "celeba", self.num_images, self.image_size, self.seed
-        )
+        generated = {"num_images": self.num_images, "image_size": self.image_size, "seed": self.seed}
+        ensure_dataset(self.root, write_attributes_dataset, task="attributes", format="celeba", **generated)
 
     def setup(self, stage: str) -> None:
         self.prepare_data()  # also when used without a Trainer

@@ -402,6 +402,17 @@ def read_info(out: str | Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+def ensure_dataset(
+    out: str | Path, write: Callable[..., Path], *, task: str, format: str, num_images: int, image_size: int, seed: int
+) -> None:
+    """Write the synthetic ``task`` dataset into ``out`` with ``write`` (``write_detection_dataset``, ...) unless
+    the one there was made with these settings: what the Shapes data modules do on first use."""
+    info = read_info(out) or {}
+    wanted = {"task": task, "format": format, "seed": seed, "image_size": image_size}
+    if any(info.get(k) != v for k, v in wanted.items()) or sum(info.get("images", {}).values()) != num_images:
+        write(out, format=format, num_images=num_images, image_size=image_size, seed=seed)
+
+
 def dataset_exists(out: str | Path, format: str) -> bool:
     """Whether ``out`` holds a complete synthetic detection dataset in ``format`` ("coco" or "voc")."""
     info = read_info(out)
