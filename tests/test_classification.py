@@ -219,3 +219,22 @@ def test_pos_weight_and_depthwise_decay() -> None:
     assert len(depthwise) == 13 and {id(p) for p in groups[1e-6]} == {id(p) for p in depthwise}
     with pytest.raises(ValueError, match="pos_weight must be positive"):
         AttributeTask(num_classes=2, pos_weight=[1.0, 2.0, 3.0])
+
+
+def test_a_timm_teacher_sees_its_own_resolution(tmp_path: Path) -> None:
+    """A ViT takes 224x224 only: ``teacher_image_size`` resizes the student's 48x48 batches for it."""
+    pytest.importorskip("timm")
+    path = tmp_path / "vit.pth"
+    torch.save(create_model("timm/vit_tiny_patch16_224", num_classes=4).state_dict(), path)
+    task = ClassificationTask(
+        num_classes=4,
+        model_kwargs=SMALL,
+        teacher="timm/vit_tiny_patch16_224",
+        teacher_weights=str(path),
+        teacher_image_size=224,
+        alpha=0.0,
+    )
+    task.setup("fit")
+    images, targets = next(iter(_loader(num=2)))
+    assert task.teacher_logits(images).shape == (2, 4)
+    assert torch.isfinite(task.training_step((images, targets), 0))

@@ -102,7 +102,10 @@ class ClassificationTask(BaseTask):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if stage == "fit" and hp["teacher"] is not None and self.teacher is None:
-            self.teacher = load_teacher(hp["teacher"], hp["teacher_weights"], hp["teacher_kwargs"], hp["num_classes"])
+            size = hp["teacher_image_size"] or hp["image_size"] or 224
+            self.teacher = load_teacher(
+                hp["teacher"], hp["teacher_weights"], hp["teacher_kwargs"], hp["num_classes"], size
+            )
             log.info("distilling from %s (alpha=%s, T=%s)", hp["teacher"], hp["alpha"], hp["temperature"])
 
     def normalize(self, images: Tensor) -> Tensor:

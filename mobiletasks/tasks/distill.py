@@ -23,7 +23,11 @@ __all__ = ["binary_soft_loss", "load_teacher", "softmax_soft_loss"]
 
 
 def load_teacher(
-    teacher: str, weights: PathLike | None = None, kwargs: dict[str, Any] | None = None, num_classes: int | None = None
+    teacher: str,
+    weights: PathLike | None = None,
+    kwargs: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    image_size: int = 64,
 ) -> nn.Module:
     """A frozen teacher in eval mode.
 
@@ -32,7 +36,8 @@ def load_teacher(
             ``create_model``.
         weights: the weights file of a named teacher (a teacher without trained weights teaches nothing).
         kwargs: ``create_model`` arguments of a named teacher (``num_classes`` is the student's).
-        num_classes: the student's outputs; the teacher must give as many.
+        num_classes: the student's outputs; the teacher must give as many (checked on one ``image_size`` image).
+        image_size: the side of the images the teacher will see.
     """
     path = Path(teacher)
     if path.suffix == ".ckpt" or path.is_file():
@@ -60,7 +65,7 @@ def load_teacher(
     model.eval().requires_grad_(False)
     if num_classes is not None:
         with torch.no_grad():
-            logits = model(torch.zeros(1, 3, 64, 64))
+            logits = model(torch.zeros(1, 3, image_size, image_size))
         if not isinstance(logits, Tensor) or logits.ndim != 2:
             raise ValueError(
                 f"teacher {teacher} does not return class logits [batch, classes] but {type(logits).__name__}: "
