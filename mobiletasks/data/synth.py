@@ -495,11 +495,12 @@ def write_dataset(
     image_size: int,
     seed: int,
     progress: bool,
-    sampler: Callable[[np.random.Generator, int], tuple[np.ndarray, list[ShapeObject]]] | None = None,
+    sampler: Callable[[int, int, int], tuple[np.ndarray, list[ShapeObject]]] | None = None,
 ) -> Path:
     """The shared body of the dataset writers: checks, samples through a ``writers[format]``, the marker, and
     an atomic replace (everything goes to a hidden folder next to ``out``, renamed into place at the end).
-    Image ``index`` is ``sampler(sample_rng(seed, index), image_size)`` (default :func:`make_sample`)."""
+    Image ``index`` is ``sampler(seed, index, image_size)``; by default
+    ``make_sample(sample_rng(seed, index), image_size)``."""
     out = Path(out)
     if format not in writers:
         raise ValueError(f"format={format!r} is not one of {tuple(writers)}; use one of them")
@@ -528,7 +529,10 @@ def write_dataset(
         counts = dict.fromkeys(splits, 0)
         for index in tqdm(range(num_images), desc=f"shapes ({format})", unit="img", disable=not progress):
             split = "train" if index < num_train else "val"
-            image, objects = (sampler or make_sample)(sample_rng(seed, index), image_size)
+            if sampler is None:
+                image, objects = make_sample(sample_rng(seed, index), image_size)
+            else:
+                image, objects = sampler(seed, index, image_size)
             writer.add(split, index, image, objects)
             counts[split] += len(objects)
         writer.close()

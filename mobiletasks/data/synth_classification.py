@@ -22,7 +22,6 @@ Writing is atomic, seeded and refuses foreign folders, as for detection
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -40,6 +39,7 @@ from mobiletasks.data.synth import (
     _save_jpeg,
     _shape_mask,
     _Writer,
+    sample_rng,
     write_dataset,
 )
 
@@ -156,12 +156,6 @@ def write_classification_dataset(
         ...     print(sorted(p.name for p in (root / "train").iterdir()))
         ['circle', 'cross', 'square', 'star', 'triangle']
     """
-    indices = itertools.count()
-
-    def sampler(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[ShapeObject]]:
-        # write_dataset draws the images once each, in index order
-        return classification_sample(rng, size, classification_label(seed, next(indices)))
-
     return write_dataset(
         out,
         task="classification",
@@ -174,7 +168,9 @@ def write_classification_dataset(
         image_size=image_size,
         seed=seed,
         progress=progress,
-        sampler=sampler,
+        sampler=lambda seed, index, size: classification_sample(
+            sample_rng(seed, index), size, classification_label(seed, index)
+        ),
     )
 
 
