@@ -170,10 +170,10 @@ def test_coco_missing_json_and_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"category_id": 1000}, r"instances\.json: annotation id \d+ has category_id 1000, which is not among"),
-        ({"bbox": [1, 2, 3]}, r"instances\.json: annotation id \d+ has bbox \[1, 2, 3\]; a COCO bbox is four numbers"),
+        ({"category_id": 1000}, r"instances\.json: annotation id \d+ has category_id 1000 \(int\), which is not among"),
+        ({"bbox": [1, 2, 3]}, r"instances\.json: annotation id \d+ has bbox \[1, 2, 3\]; a COCO bbox is four finite numbers"),
         ({"bbox": [1, 2, "3", 4]}, r"annotation id \d+ has bbox"),
-        ({"image_id": 12345}, r"annotation id \d+ refers to image_id 12345, which is not in 'images'"),
+        ({"image_id": 12345}, r"annotation id \d+ refers to image_id 12345 \(int\), which is not in 'images'"),
     ],
 )
 def test_coco_bad_annotation(tmp_path: Path, change: dict[str, Any], match: str) -> None:

@@ -269,7 +269,7 @@ def test_image_seen_again_replaces_its_detections() -> None:
 
 def test_update_errors() -> None:
     evaluator = COCOEvaluator(tiny_coco())
-    with pytest.raises(ValueError, match=r"image_id 3 is not an image of the ground truth"):
+    with pytest.raises(ValueError, match=r"image_id 3 \(int\) is not an image of the ground truth"):
         evaluator.update([prediction([], [], [])], [{"image_id": 3}])
     with pytest.raises(ValueError, match=r"image 1: label 2 is not in 0\.\.1"):
         evaluator.update([prediction([[0, 0, 1, 1]], [0.5], [2])], [{"image_id": 1}])
@@ -290,12 +290,12 @@ def test_update_errors() -> None:
             '[{"image_id": 1, "category_id": 5, "bbox": [0, 0, 1, 1], "score": 1},'
             ' {"image_id": 42, "category_id": 5, "bbox": [0, 0, 1, 1], "score": 1}]',
             ValueError,
-            r"results file .*results\.json names image_id 42, which annotations file .*gt\.json does not have",
+            r"results file .*results\.json names image_id 42 \(int\), which annotations file .*gt\.json does not have",
         ),
         (
             '[{"image_id": 1, "category_id": 6, "bbox": [0, 0, 1, 1], "score": 1}]',
             ValueError,
-            r"results file .*results\.json names category_id 6, which annotations file",
+            r"results file .*results\.json names category_id 6 \(int\), which annotations file",
         ),
     ],
 )

@@ -23,6 +23,7 @@ from mobiletasks.data.detection import (
     raise_if_missing,
 )
 from mobiletasks.evaluation.coco import load_coco
+from mobiletasks.evaluation.coco_json import ImageId, describe, id_order, is_int, is_number
 
 if TYPE_CHECKING:
     from mobiletasks.evaluation.coco import COCOEvaluator
@@ -39,6 +40,13 @@ def read_categories(annotations: PathLike) -> list[dict[str, Any]]:
             categories = json.load(f).get("categories")
     if not isinstance(categories, list) or not categories:
         raise ValueError(f"COCO annotation file {annotations} lists no categories; it needs a 'categories' list")
+    for k, category in enumerate(categories):
+        named = isinstance(category, dict) and isinstance(category.get("name"), str)
+        if not named or not is_int(category.get("id")):
+            raise ValueError(
+                f"COCO annotation file {annotations}: category {k} is {category!r}; each category needs an integer "
+                "'id' and a 'name'"
+            )
     return sorted(categories, key=lambda c: int(c["id"]))
 
 
@@ -77,8 +85,10 @@ class COCODetection(DetectionDataset):
 
     Raises:
         FileNotFoundError: the folder, the json or image files listed in the json are missing.
-        ValueError: an annotation has an unknown category id, an unknown image id, or a bbox that is not
-            four numbers (the message names the json and the annotation id).
+        ValueError: the json cannot be completed as :func:`~mobiletasks.evaluation.coco_json.complete_dataset`
+            says (an unknown category or image id, a bbox that is not four finite numbers, an image id that
+            is neither an int nor a str, ...), or an image lacks its file_name or has a bad size (the
+            message names the json and the entry). Image ids are kept as the file gives them (int or str).
     """
 
     def __init__(
@@ -120,37 +130,20 @@ class COCODetection(DetectionDataset):
             raise ValueError(f"category id {category_id} is not in {self.annotations}") from None
 
     def _build_records(self, keep_empty: bool) -> tuple[list[Record], dict[str, int]]:
+        # load_coco has checked every annotation's image, category and bbox
         label_of = {cat: label for label, cat in enumerate(self.category_ids)}
-        per_image: dict[int, list[tuple[list[float], int]]] = {image_id: [] for image_id in self.coco.imgs}
+        per_image: dict[ImageId, list[tuple[list[float], int]]] = {image_id: [] for image_id in self.coco.imgs}
         stats = {"images": 0, "boxes": 0, "crowd": 0, "clipped": 0, "dropped": 0, "empty_images": 0}
-        for ann in self.coco.dataset.get("annotations", []):
-            ann_id = ann.get("id")
-            if ann.get("category_id") not in label_of:
-                raise ValueError(
-                    f"{self.annotations}: annotation id {ann_id} has category_id {ann.get('category_id')!r}, which "
-                    f"is not among the categories of the file ({len(label_of)}); add it to 'categories' or fix the "
-                    "annotation"
-                )
-            if ann.get("image_id") not in per_image:
-                raise ValueError(
-                    f"{self.annotations}: annotation id {ann_id} refers to image_id {ann.get('image_id')!r}, which "
-                    "is not in 'images'"
-                )
-            bbox = ann.get("bbox")
-            if not isinstance(bbox, list | tuple) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-                raise ValueError(
-                    f"{self.annotations}: annotation id {ann_id} has bbox {bbox!r}; a COCO bbox is four numbers "
-                    "[x, y, width, height]"
-                )
-            if ann.get("iscrowd", 0):
+        for ann in self.coco.dataset["annotations"]:
+            if ann["iscrowd"]:
                 stats["crowd"] += 1
                 continue
-            x, y, w, h = (float(v) for v in bbox)
+            x, y, w, h = (float(v) for v in ann["bbox"])
             per_image[ann["image_id"]].append(([x, y, x + w, y + h], label_of[ann["category_id"]]))
         records = []
-        for image_id in sorted(per_image):
+        for image_id in sorted(per_image, key=id_order):
             info = self.coco.imgs[image_id]
-            width, height = int(info.get("width", 0)), int(info.get("height", 0))
+            width, height = self._size(info)
             anns = per_image[image_id]
             boxes = np.array([a[0] for a in anns], dtype=np.float64).reshape(-1, 4)
             labels = np.array([a[1] for a in anns], dtype=np.int64)
@@ -164,16 +157,27 @@ class COCODetection(DetectionDataset):
                 if not keep_empty:
                     continue
             stats["boxes"] += len(boxes)
-            name = str(info["file_name"])
-            records.append(
-                Record(self.images / name, name, int(image_id), width, height, boxes.astype(np.float32), labels)
-            )
+            name = info.get("file_name")
+            if not isinstance(name, str) or not name:
+                raise ValueError(
+                    f"{self.annotations}: image {describe(image_id)} has file_name {name!r}; give each image the "
+                    f"path of its file relative to the image folder ({self.images})"
+                )
+            records.append(Record(self.images / name, name, image_id, width, height, boxes.astype(np.float32), labels))
         stats["images"] = len(records)
         return records, stats
 
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    def _size(self, info: dict[str, Any]) -> tuple[int, int]:
+        """(width, height) of an image entry; (0, 0) where the file does not say (then it is not checked)."""
+        width, height = info.get("width"), info.get("height")
+        if width is None and height is None:
+            return 0, 0
+        if not all(is_number(v) and v > 0 and float(v).is_integer() for v in (width, height)):
+            raise ValueError(
+                f"{self.annotations}: image {describe(info['id'])} has width {width!r} and height {height!r}; "
+                "they are the image's size in whole pixels (or leave both out)"
+            )
+        return int(width), int(height)
 
 
 class COCODetectionDataModule(DetectionDataModule):

@@ -76,7 +76,7 @@ class Record:
 
     path: Path
     file_name: str
-    image_id: int
+    image_id: int | str  # COCO files may use strings
     width: int = 0  # 0: unknown, not checked
     height: int = 0
     boxes: np.ndarray | None = None  # float32 [N, 4] xyxy pixels
@@ -189,7 +189,7 @@ class DetectionDataset(Dataset):
         self._skipped.add()
         if record.file_name not in self._warned:  # warned once per file and process; counted every time
             self._warned.add(record.file_name)
-            logger.warning("skipping sample %d of %s: %s", record.image_id, type(self).__name__, message)
+            logger.warning("skipping sample %r of %s: %s", record.image_id, type(self).__name__, message)
 
     def _log_stats(self, source: PathLike) -> None:
         clipped, dropped = self.stats.get("clipped", 0), self.stats.get("dropped", 0)

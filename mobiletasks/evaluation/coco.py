@@ -20,6 +20,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from .coco_json import ImageId, complete_dataset, describe, id_order, is_image_id, is_number, read_json, read_results
+
 PathLike = str | Path
 
 # the twelve numbers of COCOeval.stats, in its order
@@ -52,29 +54,41 @@ STAT_DESCRIPTIONS: dict[str, str] = {
     "mar_medium": "AR @ IoU=0.50:0.95 area=medium maxDets=100",
     "mar_large": "AR @ IoU=0.50:0.95 area=large  maxDets=100",
 }
-_RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 _BOX_DECIMALS = 2  # as the COCO annotations
 _SCORE_DECIMALS = 5
 
 
 def load_coco(path: PathLike) -> COCO:
-    """A pycocotools ``COCO`` index of an annotations file, without pycocotools' prints."""
-    data = _read_json(Path(path), "annotations")
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
-        raise ValueError(
-            f"annotations file {path} is not in COCO format: it needs 'images' and 'categories' lists "
-            "(and 'annotations'), as instances_val2017.json has"
-        )
-    data.setdefault("annotations", [])
+    """A pycocotools ``COCO`` index of an annotations file, completed and checked as
+    :func:`~mobiletasks.evaluation.coco_json.complete_dataset` says, without pycocotools' prints."""
+    return index_coco(complete_dataset(read_json(path, "annotations"), path))
+
+
+def index_coco(dataset: dict[str, Any]) -> COCO:
+    """A ``COCO`` index of a (complete) annotation dict."""
     coco = COCO()
-    coco.dataset = data
+    coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
 
 
+def completed(coco: COCO) -> COCO:
+    """``coco`` itself when pycocotools can evaluate on it, else a completed copy (a user's own ``COCO`` index)."""
+    anns = coco.dataset.get("annotations", [])
+    ids = [a.get("id") for a in anns]
+    complete = (
+        isinstance(coco.dataset.get("info"), dict)
+        and isinstance(coco.dataset.get("licenses"), list)
+        and all("area" in a and "iscrowd" in a for a in anns)
+        and all(isinstance(i, int) and i > 0 for i in ids)
+        and len(set(ids)) == len(ids)
+    )
+    return coco if complete else index_coco(complete_dataset(dict(coco.dataset), "the COCO index passed in"))
+
+
 def run_cocoeval(
-    coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int] | None = None
+    coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[ImageId] | None = None
 ) -> tuple[dict[str, float], str]:
     """``COCOeval`` (boxes) of ``results`` on ``image_ids`` (default: all images of ``coco_gt``).
 
@@ -88,7 +102,7 @@ def run_cocoeval(
         coco_dt = coco_gt.loadRes(results)
         coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
         if image_ids is not None:
-            coco_eval.params.imgIds = sorted(image_ids)
+            coco_eval.params.imgIds = sorted(image_ids, key=id_order)
         coco_eval.evaluate()
         coco_eval.accumulate()
     text = io.StringIO()
@@ -130,7 +144,7 @@ class COCOEvaluator:
     """
 
     def __init__(self, coco_gt: COCO | PathLike, category_ids: Sequence[int] | None = None) -> None:
-        self.coco_gt = coco_gt if isinstance(coco_gt, COCO) else load_coco(coco_gt)
+        self.coco_gt = completed(coco_gt) if isinstance(coco_gt, COCO) else load_coco(coco_gt)
         known = sorted(self.coco_gt.getCatIds())
         if category_ids is None:
             category_ids = known
@@ -143,7 +157,7 @@ class COCOEvaluator:
         self.category_ids = torch.tensor(list(category_ids), dtype=torch.int64)
         self.summary = ""
         # image id -> (category ids [M], xywh boxes [M, 4] float64, scores [M] float64)
-        self._detections: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        self._detections: dict[ImageId, tuple[Tensor, Tensor, Tensor]] = {}
 
     def reset(self) -> None:
         """Forget every image seen."""
@@ -156,11 +170,13 @@ class COCOEvaluator:
             raise ValueError(f"update got {len(preds)} predictions and {len(targets)} targets; pass one per image")
         num_classes = len(self.category_ids)
         for pred, target in zip(preds, targets, strict=True):
-            image_id = int(target["image_id"])
+            image_id = target["image_id"]
+            if isinstance(image_id, Tensor):
+                image_id = int(image_id)
             if image_id not in self.coco_gt.imgs:
                 raise ValueError(
-                    f"image_id {image_id} is not an image of the ground truth; "
-                    "targets must carry the COCO image id of the annotations file"
+                    f"image_id {describe(image_id)} is not an image of the ground truth; targets must carry the "
+                    "COCO image id of the annotations file, of the same type (an int or a str)"
                 )
             boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
             labels = pred["labels"].detach().to("cpu", torch.int64).reshape(-1)
@@ -183,7 +199,7 @@ class COCOEvaluator:
         """The detections in COCO results format: image_id, category_id, bbox (xywh, rounded), score."""
         if not self._detections:
             return []
-        image_ids = torch.cat([torch.full_like(c, i) for i, (c, _, _) in self._detections.items()]).tolist()
+        image_ids = [i for i, (c, _, _) in self._detections.items() for i in [i] * len(c)]
         category_ids = torch.cat([c for c, _, _ in self._detections.values()]).tolist()
         boxes = torch.cat([b for _, b, _ in self._detections.values()]).round(decimals=_BOX_DECIMALS).tolist()
         scores = torch.cat([s for _, _, s in self._detections.values()]).round(decimals=_SCORE_DECIMALS).tolist()
@@ -211,41 +227,18 @@ def evaluate_results_file(annotations: PathLike, results: PathLike) -> dict[str,
     """
     coco_gt = load_coco(annotations)
     anns = read_results(results)
-    images, categories = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
-    for key, known in (("image_id", images), ("category_id", categories)):
-        unknown = [value for value in dict.fromkeys(ann[key] for ann in anns) if value not in known]
+    for key, known in (("image_id", coco_gt.imgs), ("category_id", coco_gt.cats)):
+        values = [ann[key] for ann in anns]
+        bad = [v for v in values if not is_image_id(v)] if key == "image_id" else []
+        bad += [v for v in values if not isinstance(v, str) and not is_number(v)]
+        unknown = bad or [v for v in dict.fromkeys(values) if v not in known]
         if unknown:
+            example = next(iter(known), None)
             raise ValueError(
-                f"results file {results} names {key} {unknown[0]}"
+                f"results file {results} names {key} {describe(unknown[0])}"
                 f"{f' (and {len(unknown) - 1} more)' if len(unknown) > 1 else ''}, which annotations file "
-                f"{annotations} does not have; evaluate the results against the annotations of the same split"
+                f"{annotations} does not have (its {key}s are like {describe(example)}); evaluate the results "
+                "against the annotations of the same split, with ids of the same type"
             )
     stats, _ = run_cocoeval(coco_gt, anns)
     return stats
-
-
-def read_results(path: PathLike) -> list[dict[str, Any]]:
-    """The detections of a COCO results json: a list of {image_id, category_id, bbox, score}."""
-    anns = _read_json(Path(path), "results")
-    if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
-        raise ValueError(
-            f"results file {path} holds a {type(anns).__name__}; it must be a json list of "
-            '{"image_id", "category_id", "bbox": [x, y, w, h], "score"} objects'
-        )
-    for i, ann in enumerate(anns):
-        missing = [k for k in _RESULT_KEYS if k not in ann]
-        if missing:
-            raise ValueError(
-                f"results file {path}: detection {i} lacks {', '.join(missing)}; each needs "
-                f"{', '.join(_RESULT_KEYS)} (bbox as [x, y, w, h])"
-            )
-    return anns
-
-
-def _read_json(path: Path, kind: str) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} file {path} does not exist; pass the path of a COCO {kind} json")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{kind} file {path} is not valid json ({err}); pass a COCO {kind} json") from err

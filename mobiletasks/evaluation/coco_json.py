@@ -1,0 +1,221 @@
+"""Reading COCO annotation and results files the way pycocotools needs them, whoever wrote them.
+
+Converters (from YOLO, Pascal VOC, CVAT, Label Studio, Roboflow, ...) often write COCO files that pycocotools
+loads but later fails on, or scores wrongly: ``area`` or ``iscrowd`` left out (``KeyError`` inside
+``COCOeval``), no ``info`` or ``licenses`` (``KeyError: 'info'`` in ``loadRes`` of pycocotools 2.0.9 and
+2.0.10), annotation ids that are missing, repeated or 0 (``COCOeval`` takes a match with id 0 for no match,
+so such a box can never be found: silently lower AP). :func:`load_coco` completes such a file as COCO defines
+its fields, and refuses what cannot be completed with a message that names the file, the entry and the fix:
+
+- ``info`` and ``licenses``: ``{}`` and ``[]`` when absent;
+- ``iscrowd``: 0 when absent;
+- ``area``: the area of the ``segmentation`` (polygons or RLE, as COCO defines it) when there is one and the
+  image has ``width`` and ``height``, else the box's ``w * h``;
+- annotation ``id``: renumbered 1..N when any is absent, not a positive integer, or repeated (a counted
+  warning; nothing else refers to annotation ids);
+- image ids: integers or strings, kept as they are (a results file must use the same ones: ``"139"`` is not
+  ``139``); anything else, or an id given twice, is an error;
+- category ids: integers, each with a ``name``;
+- ``bbox``: four finite numbers ``[x, y, width, height]``; ``image_id`` and ``category_id`` of every
+  annotation must be listed in ``images`` and ``categories``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from pycocotools import mask as mask_utils
+
+log = logging.getLogger(__name__)
+
+PathLike = str | Path
+ImageId = int | str
+RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
+
+
+def describe(value: object) -> str:
+    """``'139' (str)`` or ``139 (int)``: a value with its type, for messages about ids."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+def is_number(value: object) -> bool:
+    """An int or a float, not a bool (JSON ``true`` is not a coordinate)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_image_id(value: object) -> bool:
+    """COCO image ids are integers; strings (file stems, UUIDs) are supported as they are."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value != "")
+
+
+def id_order(value: ImageId) -> tuple[bool, ImageId]:
+    """Sort key of image ids: integers first, then strings (a file may hold both)."""
+    return (isinstance(value, str), value)
+
+
+def read_json(path: PathLike, kind: str) -> Any:
+    """The parsed json of ``path``; FileNotFoundError / ValueError naming the file and what ``kind`` it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file {path} does not exist; pass the path of a COCO {kind} json")
+    try:
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{kind} file {path} is not valid json ({err}); pass a COCO {kind} json") from err
+
+
+def complete_dataset(data: Any, path: PathLike) -> dict[str, Any]:
+    """The COCO annotation dict ``data`` (read from ``path``) checked and completed as the module doc says.
+
+    Returns a new top-level dict; annotation dicts are completed in place. Raises ValueError naming ``path``.
+    """
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
+        raise ValueError(
+            f"annotations file {path} is not in COCO format: it needs 'images' and 'categories' lists "
+            "(and 'annotations'), as instances_val2017.json has"
+        )
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise ValueError(f"annotations file {path}: 'annotations' is a {type(annotations).__name__}, not a list")
+    images = _index(data["images"], path, "images", is_image_id, "an integer or a non-empty string")
+    categories = _index(data["categories"], path, "categories", is_int, "an integer")
+    for category in categories.values():
+        if not isinstance(category.get("name"), str):
+            raise ValueError(
+                f"annotations file {path}: category {describe(category['id'])} has no 'name' string; give every "
+                "category a name (it names the class)"
+            )
+    for k, ann in enumerate(annotations):
+        _complete_annotation(ann, k, images, categories, path)
+    ids = [ann.get("id") for ann in annotations]
+    if not all(is_int(i) and i > 0 for i in ids) or len(set(ids)) != len(ids):
+        log.warning(
+            "%s: annotation ids are missing, not positive integers or repeated; renumbered 1..%d "
+            "(pycocotools needs unique positive ids)",
+            path,
+            len(annotations),
+        )
+        for new_id, ann in enumerate(annotations, start=1):
+            ann["id"] = new_id
+    info = data.get("info")
+    licenses = data.get("licenses")
+    return {
+        **data,
+        "info": info if isinstance(info, dict) else {},
+        "licenses": licenses if isinstance(licenses, list) else [],
+        "annotations": annotations,
+    }
+
+
+def is_int(value: object) -> bool:
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _index(entries: list[Any], path: PathLike, key: str, valid: Any, kind: str) -> dict[Any, dict[str, Any]]:
+    """``{id: entry}`` of the ``images`` or ``categories`` list; ValueError for a bad or repeated id."""
+    index: dict[Any, dict[str, Any]] = {}
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not valid(entry.get("id")):
+            got = describe(entry.get("id")) if isinstance(entry, dict) else f"a {type(entry).__name__}"
+            raise ValueError(
+                f"annotations file {path}: entry {k} of '{key}' has id {got}; an id must be {kind}"
+                + (" (keep one type for all image ids)" if key == "images" else "")
+            )
+        if entry["id"] in index:
+            raise ValueError(f"annotations file {path}: '{key}' lists id {describe(entry['id'])} twice; ids are unique")
+        index[entry["id"]] = entry
+    return index
+
+
+def _complete_annotation(
+    ann: Any, k: int, images: dict[Any, dict[str, Any]], categories: dict[Any, Any], path: PathLike
+) -> None:
+    if not isinstance(ann, dict):
+        raise ValueError(f"annotations file {path}: annotation {k} is a {type(ann).__name__}, not an object")
+    name = f"annotation id {ann['id']!r}" if "id" in ann else f"annotation {k} (no id)"
+    image_id, category_id = ann.get("image_id"), ann.get("category_id")
+    if not is_image_id(image_id) or image_id not in images:
+        raise ValueError(
+            f"annotations file {path}: {name} refers to image_id {describe(image_id)}, which is not in 'images'"
+            f"{_type_hint(image_id, images)}"
+        )
+    if not is_int(category_id) or category_id not in categories:
+        raise ValueError(
+            f"annotations file {path}: {name} has category_id {describe(category_id)}, which is not among the "
+            f"categories of the file ({len(categories)}); add it to 'categories' or fix the annotation"
+        )
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_number(v) and math.isfinite(v) for v in bbox):
+        raise ValueError(
+            f"annotations file {path}: {name} has bbox {bbox!r}; a COCO bbox is four finite numbers "
+            "[x, y, width, height] in pixels"
+        )
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1):  # True and False compare equal to 1 and 0
+        raise ValueError(f"annotations file {path}: {name} has iscrowd {crowd!r}; it is 0 or 1")
+    ann["iscrowd"] = int(crowd)
+    area = ann.get("area")
+    if not (is_number(area) and math.isfinite(area)):
+        if area is not None:
+            raise ValueError(f"annotations file {path}: {name} has area {area!r}; it is a number of pixels")
+        ann["area"] = _area(ann, images[image_id])
+
+
+def _type_hint(value: object, known: dict[Any, Any]) -> str:
+    """Where an id is the right text in the wrong type (``'139'`` for ``139``), say so."""
+    for other in known:
+        if str(other) == str(value) and type(other) is not type(value):
+            return f"; it lists {describe(other)}: use the same type in both"
+    return ""
+
+
+def _area(ann: dict[str, Any], image: dict[str, Any]) -> float:
+    """COCO's area: of the segmentation where there is one (and the image size is known), else of the box."""
+    width, height = image.get("width"), image.get("height")
+    segmentation = ann.get("segmentation")
+    if segmentation and is_int(width) and is_int(height) and width > 0 and height > 0:
+        try:
+            if isinstance(segmentation, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+            elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+                rle = mask_utils.frPyObjects(segmentation, height, width)
+            else:
+                rle = segmentation
+            return float(mask_utils.area(rle))
+        except Exception:  # a malformed segmentation: pycocotools raises several kinds; the box still counts
+            pass
+    return float(ann["bbox"][2] * ann["bbox"][3])
+
+
+def read_results(path: PathLike) -> list[dict[str, Any]]:
+    """The detections of a COCO results json: a list of {image_id, category_id, bbox, score}.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not json, not a list of objects, or a detection lacks a key or has a bad bbox or score
+            (the message names the file and the detection's index).
+    """
+    anns = read_json(path, "results")
+    if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+        raise ValueError(
+            f"results file {path} holds a {type(anns).__name__}; it must be a json list of "
+            '{"image_id", "category_id", "bbox": [x, y, w, h], "score"} objects'
+        )
+    for i, ann in enumerate(anns):
+        missing = [k for k in RESULT_KEYS if k not in ann]
+        if missing:
+            raise ValueError(
+                f"results file {path}: detection {i} lacks {', '.join(missing)}; each needs "
+                f"{', '.join(RESULT_KEYS)} (bbox as [x, y, w, h])"
+            )
+        bbox, score = ann["bbox"], ann["score"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_number(v) and math.isfinite(v) for v in bbox):
+            raise ValueError(f"results file {path}: detection {i} has bbox {bbox!r}; it needs four finite numbers")
+        if not (is_number(score) and math.isfinite(score)):
+            raise ValueError(f"results file {path}: detection {i} has score {score!r}; it needs a finite number")
+    return anns
