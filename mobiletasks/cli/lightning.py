@@ -2,7 +2,8 @@
 
 YAML configs name the task and the data module by import path; the data module's ``num_classes`` and
 ``image_size`` are linked to the task's, so a config never states them twice. A ``--ckpt_path`` is read
-before anything runs, so a missing or broken checkpoint is named at once, not after data set-up.
+before anything runs, so a missing or broken checkpoint is named at once, not after data set-up; its task
+settings fill in what the config and the arguments do not state (see :class:`MobileTasksCLI`).
 
 Example:
     mobiletasks fit --config configs/detection/quickstart.yaml --trainer.max_epochs 2
@@ -10,18 +11,23 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import json
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 # ckpt_path values Lightning resolves itself
 _SPECIAL_CHECKPOINTS = ("best", "last", "hpc", "registry")
 
 
-def check_checkpoint(path: str | Path) -> None:
-    """Raise a clear error unless ``path`` is a Lightning checkpoint that loads with ``weights_only=True``."""
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, loaded with ``weights_only=True``; a clear error unless it is a Lightning one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -36,25 +42,113 @@ def check_checkpoint(path: str | Path) -> None:
             f"checkpoint {path} cannot be read: it is truncated, corrupt or not a checkpoint saved by mobiletasks "
             f"({type(err).__name__}: {reason}). Pass another one, e.g. the run's last.ckpt"
         ) from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ValueError(
             f"checkpoint {path} holds no 'state_dict': it is not a Lightning checkpoint. For weights of a bare "
             "model use the task's `pretrained` argument instead of --ckpt_path"
         )
+    return checkpoint
+
+
+def checkpoint_model(checkpoint: dict[str, Any], class_path: str | None) -> dict[str, Any] | None:
+    """``{"class_path", "init_args"}`` of the task a checkpoint was saved from (its saved hyperparameters, those
+    that the class still takes); None when it saved none. ``class_path``: the class when the checkpoint does not
+    name one."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None) or class_path
+    if not class_path or not hparams:
+        return None
+    module, _, name = str(class_path).rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, ValueError):
+        return None  # a class this installation lacks: the config names the task, as without a checkpoint
+    init_args = {k: v for k, v in hparams.items() if k in parameters}
+    return {"class_path": class_path, "init_args": init_args}
 
 
 class MobileTasksCLI(LightningCLI):
+    """LightningCLI where ``--ckpt_path`` fills in the task's settings *under* what the user states.
+
+    Lightning's own CLI puts the checkpoint's hyperparameters over the parsed config, so
+    ``predict --ckpt_path last.ckpt --model.init_args.score_thresh 0.5`` would still run with the threshold the
+    run was trained with. Here the checkpoint's task settings come first and the config files and arguments are
+    parsed over them: the checkpoint fills in only what the user did not state. Settings that would build a
+    model the weights do not fit (another backbone, ``width_mult``, ``num_classes``) are refused before anything
+    runs, naming the setting and both values.
+    """
+
+    checkpoint: dict[str, Any] | None = None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        if isinstance(args, list | tuple):
+            self.args = list(args)
+        super().parse_arguments(parser, args)
+
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the checkpoint's hyperparameters here, first of all: check the file before
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path is not None and str(path) not in _SPECIAL_CHECKPOINTS:
-            check_checkpoint(path)
-        super()._parse_ckpt_path()
+        if path is None or str(path) in _SPECIAL_CHECKPOINTS:
+            return
+        self.checkpoint = check_checkpoint(path)
+        stated = self.config[subcommand].get("model")
+        model = checkpoint_model(self.checkpoint, getattr(stated, "class_path", None))
+        args = getattr(self, "args", None)
+        if model is None or args is None or subcommand not in args:
+            super()._parse_ckpt_path()
+            return
+        # the checkpoint's settings right after the sub-command, so that --config and every argument override them
+        at = args.index(subcommand) + 1
+        super().parse_arguments(self.parser, [*args[:at], "--model", json.dumps(model), *args[at:]])
+
+    def check_weights_fit(self) -> None:
+        """Refuse a checkpoint whose weights do not fit the model this run built, naming the settings that differ."""
+        if self.checkpoint is None:
+            return
+        saved: dict[str, Any] = self.checkpoint["state_dict"]
+        own = self.model.state_dict()
+        shapes = [k for k in own if k in saved and tuple(saved[k].shape) != tuple(own[k].shape)]
+        missing = [k for k in own if k not in saved]
+        extra = [k for k in saved if k not in own]
+        hparams = {k: v for k, v in (self.checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+        ours = dict(getattr(self.model, "hparams", {}))
+        differ = [f"{k}={ours[k]!r} (the checkpoint: {v!r})" for k, v in hparams.items() if k in ours and ours[k] != v]
+        if differ:
+            rank_zero_info("settings that differ from the checkpoint's: " + ", ".join(differ))
+        if not (shapes or missing or extra):
+            return
+        path = self.config[self.config["subcommand"]]["ckpt_path"]
+        found = [f"{len(shapes)} weights of another shape, e.g. {shapes[0]}"] if shapes else []
+        found += [f"{len(missing)} weights missing, e.g. {missing[0]}"] if missing else []
+        found += [f"{len(extra)} weights the model lacks, e.g. {extra[0]}"] if extra else []
+        saved_class = (self.checkpoint.get("hyper_parameters") or {}).get("_class_path")
+        this_class = f"{type(self.model).__module__}.{type(self.model).__name__}"
+        reason = (
+            f"it was saved from {saved_class}, this run builds {this_class}"
+            if saved_class and not this_class.endswith(saved_class.rpartition(".")[2])
+            else "this run sets " + (", ".join(differ) if differ else "other settings")
+        )
+        raise ValueError(
+            f"checkpoint {path} does not fit the model this run builds ({'; '.join(found)}): {reason}. "
+            "Leave those settings out (the checkpoint's are used), set them back in the config or on the command "
+            "line (num_classes and image_size come from the data module), or pass a checkpoint trained with them"
+        )
+
+    def before_fit(self) -> None:
+        self.check_weights_fit()
+
+    def before_validate(self) -> None:
+        self.check_weights_fit()
+
+    def before_test(self) -> None:
+        self.check_weights_fit()
+
+    def before_predict(self) -> None:
+        self.check_weights_fit()
 
 
 def main(argv: list[str]) -> int:
