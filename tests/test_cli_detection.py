@@ -80,6 +80,7 @@ def test_coco_checkpoint_validate_predict(
         c["id"] for c in json.loads((DATA / "coco128/annotations/instances_val2017.json").read_text())["categories"]
     }
     assert results and {r["category_id"] for r in results} <= coco_ids  # original COCO ids, not labels
+    assert all(r["file_name"] == f"{r['image_id']:012d}.jpg" for r in results)  # every detection names its file
     assert len(list((predictions / "images").glob("*.png"))) == 4  # 2 batches of 2
     (val_results,) = tmp_path.glob("runs/**/val_results.json")
     assert json.loads(val_results.read_text())
@@ -92,7 +93,8 @@ def test_voc_checkpoint_validate_predict(
     monkeypatch.chdir(tmp_path)
     _, out = checkpoint_chain("ssdlite_mobilenet_v2_voc", tmp_path, capsys)
     assert "val/map " in out and "val/map_07" in out and '"num_classes": 20' in out
-    assert len(list(tmp_path.glob("runs/ssdlite_mobilenet_v2_voc/predictions/images/*.png"))) == 4
+    pictures = list(tmp_path.glob("runs/ssdlite_mobilenet_v2_voc/predictions/images/VOC2012/JPEGImages/*.png"))
+    assert len(pictures) == 4
 
 
 def test_missing_data_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ the coco128 semantic masks and the generated shapes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from PIL import Image
 
 from mobiletasks.cli import main
+from mobiletasks.data import VOC_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "segmentation"
@@ -65,12 +67,17 @@ def test_voc_checkpoint_validate_predict(
     monkeypatch.chdir(tmp_path)
     out = chain(CONFIGS / "deeplabv3_mobilenet_v2_voc.yaml", tmp_path, capsys, *VOC)
     assert "val/miou" in out and "val/pixel_acc" in out and "'num_classes': 21" in out
-    masks = sorted((tmp_path / "runs" / "deeplabv3_mobilenet_v2_voc" / "predictions" / "masks").glob("*.png"))
-    assert len(masks) == 4  # two batches of two
+    predictions = tmp_path / "runs" / "deeplabv3_mobilenet_v2_voc" / "predictions"
+    masks = sorted((predictions / "masks").rglob("*.png"))  # the image's path under the VOCdevkit root, kept
+    assert len(masks) == 4 and all(p.parent.name == "JPEGImages" for p in masks)  # two batches of two
     for path in masks:  # palette PNGs of class indices at the image's own size
         mask, image = Image.open(path), Image.open(DATA / "voc128/VOC2012/JPEGImages" / f"{path.stem}.jpg")
         assert mask.mode == "P" and mask.size == image.size
-    assert len(list(tmp_path.glob("runs/deeplabv3_mobilenet_v2_voc/predictions/overlays/*.png"))) == 4
+    assert len(list((predictions / "overlays").rglob("*.png"))) == 4
+    records = json.loads((predictions / "predictions.json").read_text())
+    assert [r["mask"] for r in records] == [p.relative_to(predictions).as_posix() for p in masks]
+    voc = {"background", *VOC_CLASSES}
+    assert all(r["file_name"].startswith("VOC2012/JPEGImages/") and set(r["classes"]) <= voc for r in records)
 
 
 @needs_data

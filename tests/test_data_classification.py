@@ -62,9 +62,11 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
     root = write_folder(tmp_path, {"train": {"cat": 2, "dog": 1}, "val": {"cat": 1}})
     (root / "train" / "cat" / "1.png").write_bytes(b"not a png")
     dm = ImageFolderDataModule(root, image_size=16, batch_size=8, num_workers=0)
-    images, targets = next(iter(dm.train_dataloader()))
-    assert len(images) == 2 and dm.dataset("train").skipped == 1
-    assert sorted(targets["file_name"]) == ["cat/0.png", "dog/0.png"]
+    images, targets = next(iter(dm.train_dataloader()))  # training: the next readable image takes its place
+    assert len(images) == 3 and dm.dataset("train").skipped == 1
+    assert sorted(targets["file_name"]) == ["cat/0.png", "dog/0.png", "dog/0.png"]
+    images, targets = next(iter(dm.val_dataloader()))
+    assert len(images) == 1 and dm.dataset("val").skipped == 0
 
 
 def test_eval_transform_resizes_then_center_crops() -> None:

@@ -21,8 +21,9 @@ from torchvision.ops import box_convert
 
 from mobiletasks.data.coco import COCODetection, COCODetectionDataModule, read_categories
 from mobiletasks.data.collate import detection_collate
-from mobiletasks.data.detection import ImageFolder, SharedCounter
+from mobiletasks.data.detection import ImageFolder
 from mobiletasks.data.io import ImageReadError, read_image
+from mobiletasks.data.skips import SharedCounter
 from mobiletasks.data.transforms import (
     MEAN_PIXEL,
     DetectionTransform,
@@ -171,7 +172,7 @@ def test_coco_missing_json_and_folder(tmp_path: Path) -> None:
     ("change", "match"),
     [
         ({"category_id": 1000}, r"instances\.json: annotation id \d+ has category_id 1000 \(int\), which is not among"),
-        ({"bbox": [1, 2, 3]}, r"instances\.json: annotation id \d+ has bbox \[1, 2, 3\]; a COCO bbox is four finite numbers"),
+        ({"bbox": [1, 2, 3]}, r"instances\.json: annotation id \d+ has bbox \[1, 2, 3\]; a COCO bbox is four finite"),
         ({"bbox": [1, 2, "3", 4]}, r"annotation id \d+ has bbox"),
         ({"image_id": 12345}, r"annotation id \d+ refers to image_id 12345 \(int\), which is not in 'images'"),
     ],

@@ -11,6 +11,8 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from mobiletasks.data.skips import ReplaceUnreadable
+
 PathLike = str | Path
 SPLITS = ("train", "val", "test", "predict")
 _STAGES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -89,8 +91,11 @@ class SplitDataModule(L.LightningDataModule):
         return self.datasets[split]
 
     def _dataloader(self, split: str) -> DataLoader:
+        dataset = self.dataset(split)
+        if split == "train" and hasattr(dataset, "skip_log"):  # keep training batches whole (data.skips)
+            dataset = ReplaceUnreadable(dataset)  # type: ignore[arg-type]
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=split == "train",
             num_workers=self.num_workers,

@@ -13,7 +13,6 @@ crop (:mod:`mobiletasks.data.transforms`). An image that cannot be decoded is sk
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +24,8 @@ from torch.utils.data import Dataset
 
 from mobiletasks.data.base import PathLike, SplitDataModule, check_split
 from mobiletasks.data.collate import classification_collate
-from mobiletasks.data.detection import SharedCounter
 from mobiletasks.data.io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
+from mobiletasks.data.skips import SkipLog
 from mobiletasks.data.transforms import classification_eval_transform, classification_train_transform
 
 if TYPE_CHECKING:
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ClassificationDataModule", "ClassificationDataset", "ImageFolderDataModule"]
 
-logger = logging.getLogger(__name__)
 ImageTransform = Callable[[np.ndarray], Tensor]
 
 
@@ -68,8 +66,7 @@ class ClassificationDataset(Dataset):
         self.boxes = boxes
         self.transform = transform or classification_eval_transform(224)
         self.file_names = [p.relative_to(root).as_posix() if root else p.name for p in self.paths]
-        self._skipped = SharedCounter()
-        self._warned: set[int] = set()
+        self.skip_log = SkipLog()
 
     @property
     def multi_label(self) -> bool:
@@ -78,7 +75,7 @@ class ClassificationDataset(Dataset):
     @property
     def skipped(self) -> int:
         """How many times a sample was skipped because its image could not be read (all workers)."""
-        return self._skipped.value
+        return self.skip_log.count
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -87,10 +84,7 @@ class ClassificationDataset(Dataset):
         try:
             image = read_image(self.paths[index])
         except ImageReadError as err:
-            self._skipped.add()
-            if index not in self._warned:  # warned once per file and process; counted every time
-                self._warned.add(index)
-                logger.warning("skipping sample %d of %s: %s", index, type(self).__name__, err)
+            self.skip_log.add(self.file_names[index], str(err))
             return None
         if self.boxes is not None:
             x0, y0, x1, y1 = np.round(self.boxes[index]).astype(int)

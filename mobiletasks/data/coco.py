@@ -172,12 +172,16 @@ class COCODetection(DetectionDataset):
         width, height = info.get("width"), info.get("height")
         if width is None and height is None:
             return 0, 0
-        if not all(is_number(v) and v > 0 and float(v).is_integer() for v in (width, height)):
+        if not (_whole(width) and _whole(height)):
             raise ValueError(
                 f"{self.annotations}: image {describe(info['id'])} has width {width!r} and height {height!r}; "
                 "they are the image's size in whole pixels (or leave both out)"
             )
-        return int(width), int(height)
+        return int(width or 0), int(height or 0)
+
+
+def _whole(value: Any) -> bool:
+    return is_number(value) and value > 0 and float(value).is_integer()
 
 
 class COCODetectionDataModule(DetectionDataModule):

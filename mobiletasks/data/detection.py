@@ -7,14 +7,13 @@ Images that exist but cannot be decoded are found only when loaded, possibly dee
 sample is skipped instead of ending the run: a warning names the file, ``dataset.skipped`` counts it (shared
 with DataLoader workers) and ``__getitem__`` returns ``None``, which
 :func:`~mobiletasks.data.collate.detection_collate` leaves out of the batch. The same happens to an image
-whose decoded size differs from the size its annotation gives, since its boxes would not fit.
+whose decoded size differs from the size its annotation gives, since its boxes would not fit. How each split
+treats skipped samples is in :mod:`mobiletasks.data.skips`.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import multiprocessing.context
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.utils.data import Dataset
 from mobiletasks.data.base import PathLike, SplitDataModule
 from mobiletasks.data.collate import detection_collate
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
+from mobiletasks.data.skips import SharedCounter, SkipLog
 from mobiletasks.data.transforms import train_transform
 
 logger = logging.getLogger(__name__)
@@ -37,37 +37,6 @@ Sample = tuple[Tensor, dict[str, Any]]
 # mobiletasks.data.transforms.DetectionTransform is one
 Transform = Callable[[np.ndarray, np.ndarray], tuple[Tensor, Tensor, Tensor]]
 _SHOW = 5  # file names listed in an error
-
-
-class SharedCounter:
-    """An integer that DataLoader worker processes add to and the main process reads.
-
-    Copies made outside process start (``copy.deepcopy``, ``pickle``) get a private counter with the value.
-    """
-
-    def __init__(self, value: int = 0) -> None:
-        self._shared = _shared_int(value)
-
-    @property
-    def value(self) -> int:
-        return int(self._shared.value)
-
-    def add(self, n: int = 1) -> None:
-        with self._shared.get_lock():
-            self._shared.value += n
-
-    def __getstate__(self) -> dict[str, Any]:
-        if multiprocessing.context.get_spawning_popen() is None:  # a plain copy, not a worker starting
-            return {"value": self.value}
-        return {"shared": self._shared}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._shared = state["shared"] if "shared" in state else _shared_int(state["value"])
-
-
-def _shared_int(value: int) -> Any:
-    # a lock made in the spawn context can also go to forked and forkserver workers (not the other way round)
-    return multiprocessing.get_context("spawn").Value("q", value)
 
 
 @dataclass
@@ -139,14 +108,13 @@ class DetectionDataset(Dataset):
         self.records: list[Record] = []
         self.class_names: list[str] = []
         self.stats: dict[str, int] = {}
-        self._skipped = SharedCounter()
+        self.skip_log = SkipLog()
         self._dropped = SharedCounter()
-        self._warned: set[str] = set()
 
     @property
     def skipped(self) -> int:
         """How many times a sample was skipped because its image could not be read (all workers)."""
-        return self._skipped.value
+        return self.skip_log.count
 
     @property
     def dropped_by_transform(self) -> int:
@@ -186,10 +154,7 @@ class DetectionDataset(Dataset):
         return image_t, target
 
     def _skip(self, record: Record, message: str) -> None:
-        self._skipped.add()
-        if record.file_name not in self._warned:  # warned once per file and process; counted every time
-            self._warned.add(record.file_name)
-            logger.warning("skipping sample %r of %s: %s", record.image_id, type(self).__name__, message)
+        self.skip_log.add(record.file_name, message)
 
     def _log_stats(self, source: PathLike) -> None:
         clipped, dropped = self.stats.get("clipped", 0), self.stats.get("dropped", 0)

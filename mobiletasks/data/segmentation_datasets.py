@@ -32,12 +32,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mobiletasks.data.collate import IGNORE_INDEX
-from mobiletasks.data.detection import (
-    PathLike,
-    SharedCounter,
-    raise_if_missing,
-)
+from mobiletasks.data.detection import PathLike, raise_if_missing
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
+from mobiletasks.data.skips import SkipLog
 from mobiletasks.data.voc import check_classes
 
 logger = logging.getLogger(__name__)
@@ -113,13 +110,12 @@ class SegmentationDataset(Dataset):
         self.lut = np.asarray(lut, np.int64)
         self.transform = transform
         self.stats: dict[str, int] = {"images": len(records)}
-        self._skipped = SharedCounter()
-        self._warned: set[str] = set()
+        self.skip_log = SkipLog()
 
     @property
     def skipped(self) -> int:
         """How many times a sample was skipped (unreadable image or mask, size mismatch), all workers."""
-        return self._skipped.value
+        return self.skip_log.count
 
     def __len__(self) -> int:
         return len(self.records)
@@ -163,10 +159,7 @@ class SegmentationDataset(Dataset):
         return image_t, target
 
     def _skip(self, record: MaskRecord, message: str) -> None:
-        self._skipped.add()
-        if record.file_name not in self._warned:
-            self._warned.add(record.file_name)
-            logger.warning("skipping sample %d of %s: %s", record.image_id, type(self).__name__, message)
+        self.skip_log.add(record.file_name, message)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} images, {len(self.class_names)} classes, transform={self.transform})"

@@ -26,7 +26,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pycocotools import mask as mask_utils
 
@@ -42,7 +42,7 @@ def describe(value: object) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """An int or a float, not a bool (JSON ``true`` is not a coordinate)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -111,7 +111,7 @@ def complete_dataset(data: Any, path: PathLike) -> dict[str, Any]:
     }
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An int, not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -3,7 +3,10 @@
 A task's ``__init__`` saves its (plain) arguments, then calls ``configure_models``, ``configure_losses``
 and ``configure_metrics``. Class attributes ``monitor`` and ``mode`` choose the checkpoint kept as best.
 Validation and test use the data module's ``evaluator(split)``, accumulated over the whole split; a task
-implements ``evaluate_batch`` (feed one batch to the evaluator) and may extend ``on_evaluated``.
+implements ``evaluate_batch`` (feed one batch to the evaluator) and may extend ``on_evaluated``. Each split
+logs how many images it scored (``val/images``); an image that could not be read fails the split unless the
+task's ``skip_unreadable`` is set (:mod:`mobiletasks.data.skips`). BatchNorm layers that a training batch of one
+image gives one value per channel use their running statistics (:mod:`mobiletasks.tasks.batchnorm`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelChe
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+from ..data.skips import SkipLog
 from ..factory import create_model
+from .batchnorm import guard_single_value_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,9 @@ class BaseTask(L.LightningModule):
             ``(1 - progress) ** 0.9``) or ``constant``.
         warmup_steps: steps of linear warm-up from lr/1000 (torchvision's detection recipe uses 1000).
         norm_weight_decay: weight decay of normalization layers' parameters and biases (None: the optimizer's).
+
+    Every task also takes ``skip_unreadable`` (default False): score validation and test splits without the
+    images that cannot be read (a warning says how many) instead of failing at the end of the split.
     """
 
     monitor = "val/loss"
@@ -62,7 +70,10 @@ class BaseTask(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
+        self.scored: dict[str, int] = {}  # images fed to each split's evaluator
+        self._skips_before: dict[str, int] = {}  # the split's skip count when its epoch started
         self.configure_models()
+        self.batchnorm_guard = guard_single_value_batchnorm(self.model)
         self.configure_losses()
         self.configure_metrics()
 
@@ -162,17 +173,58 @@ class BaseTask(L.LightningModule):
                 "dataloaders"
             )
         self.evaluators[split] = datamodule.evaluator(split)
+        self.scored[split] = 0
+        self._skips_before[split] = self._skips(split)
+
+    def _skip_log(self, split: str) -> SkipLog | None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        datasets = getattr(datamodule, "datasets", {})
+        return getattr(datasets.get(split), "skip_log", None)
+
+    def _skips(self, split: str) -> int:
+        skip_log = self._skip_log(split)
+        return skip_log.count if skip_log is not None else 0
 
     def _end(self, split: str) -> None:
         evaluator = self.evaluators.pop(split)
-        self.log_dict({f"{split}/{k}": float(v) for k, v in evaluator.compute().items()})
+        skipped = self._skips(split) - self._skips_before.pop(split)
+        if skipped:
+            self._report_skipped(split, skipped)
+        metrics = {f"{split}/{k}": float(v) for k, v in evaluator.compute().items()}
+        self.log_dict({**metrics, f"{split}/images": float(self.scored[split])})
         self.on_evaluated(split, evaluator)
+
+    def _report_skipped(self, split: str, skipped: int) -> None:
+        """A shortfall of scored images is an error unless the user opted into ``skip_unreadable``."""
+        skip_log = self._skip_log(split)
+        examples = "; ".join(skip_log.examples()[:3]) if skip_log is not None else ""
+        total = self.scored[split] + skipped
+        if self.hparams.get("skip_unreadable"):
+            log.warning(
+                "%s: scored %d of %d images; %d could not be read and are left out of the metrics "
+                "(skip_unreadable), e.g. %s",
+                split,
+                self.scored[split],
+                total,
+                skipped,
+                examples,
+            )
+            return
+        raise ValueError(
+            f"{split}: {skipped} of {total} images could not be read, so the {split} metrics would not be those of "
+            f"the whole split (e.g. {examples}). Fix or remove these files (`mobiletasks data check --config ...` "
+            "lists every one), or set model.init_args.skip_unreadable=true to score the readable images"
+        )
+
+    def _evaluate(self, split: str, batch: Any) -> None:
+        self.scored[split] += len(batch[0])  # every task's batch starts with its images
+        self.evaluate_batch(self.evaluators[split], batch)
 
     def on_validation_epoch_start(self) -> None:
         self._start("val")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self.evaluate_batch(self.evaluators["val"], batch)
+        self._evaluate("val", batch)
 
     def on_validation_epoch_end(self) -> None:
         self._end("val")
@@ -181,7 +233,7 @@ class BaseTask(L.LightningModule):
         self._start("test")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self.evaluate_batch(self.evaluators["test"], batch)
+        self._evaluate("test", batch)
 
     def on_test_epoch_end(self) -> None:
         self._end("test")
@@ -192,3 +244,11 @@ class BaseTask(L.LightningModule):
                 "no prediction writer configured: predictions stay in memory. Add %s to trainer.callbacks",
                 self.prediction_writer,
             )
+        self._skips_before["predict"] = self._skips("predict")
+
+    def on_predict_end(self) -> None:
+        skipped = self._skips("predict") - self._skips_before.pop("predict", 0)
+        if skipped:
+            skip_log = self._skip_log("predict")
+            examples = "; ".join(skip_log.examples()[:3]) if skip_log is not None else ""
+            log.warning("%d images could not be read and have no prediction, e.g. %s", skipped, examples)

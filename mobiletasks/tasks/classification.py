@@ -45,7 +45,7 @@ class ClassificationTask(BaseTask):
         alpha: the weight of the hard loss when a teacher is set; 0 trains from the teacher alone, without labels.
         temperature: the distillation temperature T.
         mean, std: input normalization (ImageNet's, as torchvision and timm).
-        optimizer, schedule, warmup_steps, norm_weight_decay: see ``BaseTask``.
+        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable: see ``BaseTask``.
         depthwise_weight_decay: weight decay of depthwise convolution filters (V1 paper section 3.2: "very little
             or no weight decay"); None: the optimizer's.
     """
@@ -77,6 +77,7 @@ class ClassificationTask(BaseTask):
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
         depthwise_weight_decay: float | None = 0.0,
+        skip_unreadable: bool = False,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha weighs the hard-label loss and must lie in [0, 1], got {alpha}")
@@ -212,6 +213,7 @@ class AttributeTask(ClassificationTask):
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
         depthwise_weight_decay: float | None = 0.0,
+        skip_unreadable: bool = False,
     ) -> None:
         super().__init__(
             model,
@@ -234,6 +236,7 @@ class AttributeTask(ClassificationTask):
             warmup_steps,
             norm_weight_decay,
             depthwise_weight_decay,
+            skip_unreadable,
         )
         self.pos_weight: Tensor | None = None
         if isinstance(pos_weight, int | float | list):

@@ -34,7 +34,7 @@ class DetectionTask(BaseTask):
         pretrained_backbone: ImageNet weights of the backbone (a file).
         loss: ``hard_negative`` (SSD's 3:1 mining) or ``focal``.
         score_thresh, nms_thresh, topk_candidates, detections_per_img: post-processing (per-class NMS).
-        optimizer, schedule, warmup_steps, norm_weight_decay: see ``BaseTask``.
+        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable: see ``BaseTask``.
     """
 
     monitor = "val/map"
@@ -58,6 +58,7 @@ class DetectionTask(BaseTask):
         schedule: Schedule = "cosine",
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
+        skip_unreadable: bool = False,
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
 from ..data.io import save_png, voc_palette, write_index_png
+from .writers import OutputNames, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,12 @@ def draw_segmentation(image: Tensor, labels: Tensor, alpha: float = 0.5) -> Tens
 
 
 class SegmentationWriter(BasePredictionWriter):
-    """Writes, per image, ``masks/<stem>.png``: the predicted class indices as a palette PNG (VOC colors, the
-    format of VOC's ``SegmentationClass``), and for the first ``max_images`` images ``overlays/<stem>.png``:
-    the picture with each predicted class but background painted over it.
+    """Writes, per image, ``masks/<file name>.png``: the predicted class indices as a palette PNG (VOC colors,
+    the format of VOC's ``SegmentationClass``), and for the first ``max_images`` images
+    ``overlays/<file name>.png``: the picture with each predicted class but background painted over it. The
+    file name is the image's path relative to its folder (one output per input, see
+    :class:`~mobiletasks.tasks.writers.OutputNames`). ``predictions.json`` lists per image its ``file_name``,
+    ``mask``, ``overlay`` (paths relative to ``output_dir``, or null) and the predicted ``classes``.
 
     Predictions are cropped to the image's own size (the target's ``size``), undoing the batch's padding.
 
@@ -55,9 +59,11 @@ class SegmentationWriter(BasePredictionWriter):
         self.output_dir, self.max_images, self.alpha = Path(output_dir), max_images, alpha
         self.written = 0
         self.drawn = 0
+        self.names = OutputNames()
+        self.records: list[dict[str, Any]] = []
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.written, self.drawn = 0, 0
+        self.written, self.drawn, self.names, self.records = 0, 0, OutputNames(), []
 
     def write_on_batch_end(
         self,
@@ -70,19 +76,26 @@ class SegmentationWriter(BasePredictionWriter):
         dataloader_idx: int,
     ) -> None:
         images, targets = batch
+        class_names: Sequence[str] = getattr(getattr(trainer, "datamodule", None), "class_names", None) or []
         for image, target, labels in zip(images, targets, prediction, strict=True):
             h, w = (int(v) for v in target.get("size", labels.shape[-2:]))
             labels = labels[:h, :w]
-            stem = Path(target["file_name"]).stem
-            write_index_png(labels, self.output_dir / "masks" / f"{stem}.png")
+            name = self.names(target["file_name"])
+            write_index_png(labels, self.output_dir / "masks" / name)
             self.written += 1
+            overlay = None
             if self.max_images is None or self.drawn < self.max_images:
                 picture = draw_segmentation(image[:, :h, :w], labels, self.alpha)
                 rgb = Image.fromarray(picture.permute(1, 2, 0).contiguous().numpy())
-                save_png(rgb, self.output_dir / "overlays" / f"{stem}.png")
+                overlay = f"overlays/{name}"
+                save_png(rgb, self.output_dir / overlay)
                 self.drawn += 1
+            classes = [class_names[c] if c < len(class_names) else str(c) for c in labels.unique().tolist()]
+            record = {"file_name": target["file_name"], "mask": f"masks/{name}", "overlay": overlay}
+            self.records.append({**record, "classes": classes})
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        write_json_atomic(self.output_dir / "predictions.json", self.records)
         log.info(
             "%d masks written to %s, %d overlays to %s",
             self.written,

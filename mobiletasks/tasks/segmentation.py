@@ -34,7 +34,8 @@ class SegmentationTask(BaseTask):
         ignore_index: mask value left out of the loss and the metrics (VOC's 255).
         multiscale: evaluate (validate/test) with the paper's MF: inputs at ``scales`` and flipped, averaged.
         scales, flip: the multi-scale setting.
-        optimizer, schedule, warmup_steps, norm_weight_decay: see ``BaseTask`` (DeepLab uses ``poly``).
+        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable: see ``BaseTask`` (DeepLab uses
+            ``poly``).
     """
 
     monitor = "val/miou"
@@ -57,6 +58,7 @@ class SegmentationTask(BaseTask):
         schedule: Schedule = "poly",
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
+        skip_unreadable: bool = False,
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
 
@@ -78,9 +80,16 @@ class SegmentationTask(BaseTask):
         if not len(images):  # every image of the batch was unreadable (skipped and counted by the dataset)
             return None
         logits = self.model(images)["out"]
-        loss = F.cross_entropy(logits, self._masks(targets), ignore_index=self.hparams["ignore_index"])
+        loss = self.loss(logits, self._masks(targets))
         self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
         return loss
+
+    def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
+        """Cross-entropy averaged over the counted pixels (not ``ignore_index``); 0 when a batch has none, where
+        PyTorch's mean would be NaN (0 / 0)."""
+        ignore = self.hparams["ignore_index"]
+        total = F.cross_entropy(logits, masks, ignore_index=ignore, reduction="sum")
+        return total / (masks != ignore).sum().clamp(min=1)
 
     def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
         images, targets = batch

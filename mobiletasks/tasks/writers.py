@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import lightning as L
@@ -28,6 +28,29 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+class OutputNames:
+    """One output file per input: the input's path relative to its folder, with ``suffix``, so that
+    ``cam1/0001.jpg`` and ``cam2/0001.jpg`` get ``cam1/0001.png`` and ``cam2/0001.png``. Where two inputs would
+    still share a name (``a.jpg`` and ``a.png``), the later one keeps its own suffix (``a.jpg.png``), then a
+    number. Parts that would leave the output folder (absolute paths, ``..``) are dropped."""
+
+    def __init__(self, suffix: str = ".png") -> None:
+        self.suffix = suffix
+        self.taken: set[str] = set()
+
+    def __call__(self, file_name: str) -> str:
+        parts = [p for p in PurePosixPath(str(file_name).replace("\\", "/")).parts if p not in ("/", ".", "..")]
+        relative = PurePosixPath(*parts) if parts else PurePosixPath("image")
+        candidates = [relative.with_suffix(self.suffix).as_posix(), relative.as_posix() + self.suffix]
+        name = next((c for c in candidates if c not in self.taken), None)
+        k = 1
+        while name is None or name in self.taken:
+            name = f"{relative.as_posix()}.{k}{self.suffix}"
+            k += 1
+        self.taken.add(name)
+        return name
 
 
 def draw_detections(
@@ -62,8 +85,9 @@ def draw_detections(
 
 
 class DetectionWriter(BasePredictionWriter):
-    """Writes ``predictions.json`` (COCO results format, the data's original category ids) and, for the
-    first ``max_images`` images, a PNG with the boxes and class names drawn.
+    """Writes ``predictions.json`` (COCO results format, the data's original category ids, and each detection's
+    ``file_name``) and, for the first ``max_images`` images, ``images/<file name>.png`` with the boxes and class
+    names drawn (one picture per input, see :class:`OutputNames`).
 
     Args:
         output_dir: where to write; relative paths are relative to the working directory.
@@ -76,9 +100,10 @@ class DetectionWriter(BasePredictionWriter):
         self.output_dir, self.score_threshold, self.max_images = Path(output_dir), score_threshold, max_images
         self.results: list[dict[str, Any]] = []
         self.drawn = 0
+        self.names = OutputNames()
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.results, self.drawn = [], 0
+        self.results, self.drawn, self.names = [], 0, OutputNames()
         (self.output_dir / "images").mkdir(parents=True, exist_ok=True)
 
     def write_on_batch_end(
@@ -100,13 +125,14 @@ class DetectionWriter(BasePredictionWriter):
             ids = [category_ids[i] for i in labels] if category_ids else [i + 1 for i in labels]
             xywh = box_convert(pred["boxes"], "xyxy", "xywh").round(decimals=2).tolist()
             scores = pred["scores"].round(decimals=4).tolist()
+            file_name = target["file_name"]
             self.results += [
-                {"image_id": target["image_id"], "category_id": c, "bbox": b, "score": s}
+                {"image_id": target["image_id"], "file_name": file_name, "category_id": c, "bbox": b, "score": s}
                 for c, b, s in zip(ids, xywh, scores, strict=True)
             ]
             if self.max_images is None or self.drawn < self.max_images:
                 picture = draw_detections(image, pred, class_names, self.score_threshold)
-                path = self.output_dir / "images" / f"{Path(target['file_name']).stem}.png"
+                path = self.output_dir / "images" / self.names(file_name)
                 save_png(Image.fromarray(picture.permute(1, 2, 0).numpy()), path)
                 self.drawn += 1
 
