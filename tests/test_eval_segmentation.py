@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchmetrics.segmentation import MeanIoU
 
 from mobiletasks.data.io import voc_palette
 from mobiletasks.evaluation.segmentation import SegmentationEvaluator, multiscale_logits
@@ -42,6 +43,7 @@ def test_perfect_prediction_is_one() -> None:
     assert evaluator.compute() == {
         "miou": 1.0,
         "pixel_acc": 1.0,
+        "classes_missing": 0.0,
         **{f"iou/{n}": 1.0 for n in ("background", "a", "b", "c", "d")},
     }
 
@@ -63,7 +65,7 @@ def test_known_confusion_matrix() -> None:
 
 
 def test_absent_and_predicted_only_classes() -> None:
-    # class 2 occurs nowhere: no IoU, left out of the mean; class 3 is only predicted (once): IoU 0, counted
+    # class 2 occurs nowhere: missing (-1), left out of the mean; class 3 is only predicted (once): IoU 0, counted
     matrix = [[2, 1, 0, 1], [0, 3, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
     evaluator = SegmentationEvaluator(4, ["bg", "cat", "dog", "cow"])
     evaluator.update(*from_confusion_matrix(matrix))
@@ -71,8 +73,21 @@ def test_absent_and_predicted_only_classes() -> None:
     # cat: TP 3, ground truth 3, predicted 4 -> 3 / (3 + 4 - 3) = 3/4
     # cow: TP 0, ground truth 0, predicted 1 -> 0 / 1 = 0
     assert evaluator.compute() == pytest.approx(
-        {"miou": (1 / 2 + 3 / 4 + 0) / 3, "pixel_acc": 5 / 7, "iou/bg": 1 / 2, "iou/cat": 3 / 4, "iou/cow": 0.0}
+        {
+            "miou": (1 / 2 + 3 / 4 + 0) / 3,
+            "pixel_acc": 5 / 7,
+            "classes_missing": 2.0,  # dog, and cow (only predicted) never occur in the ground truth
+            "iou/bg": 1 / 2,
+            "iou/cat": 3 / 4,
+            "iou/dog": -1.0,
+            "iou/cow": 0.0,
+        }
     )
+    # torchmetrics' MeanIoU marks a missing class the same way (on one batch it is the whole-split value)
+    preds, masks = from_confusion_matrix(matrix)
+    reference = MeanIoU(num_classes=4, input_format="index", per_class=True)
+    reference.update(preds, masks)
+    assert reference.compute().tolist() == pytest.approx([1 / 2, 3 / 4, -1.0, 0.0])
 
 
 def test_ignored_pixels_never_count() -> None:
@@ -127,7 +142,7 @@ def test_accumulates_over_the_split_not_per_batch() -> None:
     assert once.compute() == stats
 
     evaluator.reset()
-    assert evaluator.compute() == {"miou": 0.0, "pixel_acc": 0.0}
+    assert evaluator.compute() == {"miou": 0.0, "pixel_acc": 0.0, "classes_missing": 2.0, "iou/0": -1.0, "iou/1": -1.0}
 
 
 def test_matches_torchmetrics_on_random_data() -> None:
@@ -178,7 +193,12 @@ def test_bad_input_is_named() -> None:
         SegmentationEvaluator(21, ignore_index=3)
     with pytest.raises(ValueError, match=r"at least 2"):
         SegmentationEvaluator(1)
-    assert evaluator.compute() == {"miou": 0.0, "pixel_acc": 0.0}  # nothing was added by the failed updates
+    metrics = evaluator.compute()
+    assert (metrics["miou"], metrics["pixel_acc"], metrics["classes_missing"]) == (
+        0.0,
+        0.0,
+        21.0,
+    )  # nothing was added by the failed updates
 
 
 # ------------------------------------------------------------------------------------------------ multi-scale
@@ -274,17 +294,18 @@ def test_writer_writes_masks_and_overlays(tmp_path: Path) -> None:
     writer = SegmentationWriter(str(tmp_path), max_images=2, alpha=0.5)
     writer.write_on_batch_end(None, None, prediction, None, (images, targets), 0, 0)  # type: ignore[arg-type]
 
-    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["img0.png", "img1.png", "img2.png"]
-    assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["img0.png", "img1.png"]  # max_images
+    masks = tmp_path / "masks" / "JPEGImages"  # the relative path of each image is kept
+    assert sorted(p.name for p in masks.iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert sorted(p.name for p in (tmp_path / "overlays" / "JPEGImages").iterdir()) == ["img0.png", "img1.png"]
     palette = torch.tensor(voc_palette()).view(256, 3)
     for i, (h, w) in enumerate(sizes):
-        with Image.open(tmp_path / "masks" / f"img{i}.png") as mask:
+        with Image.open(masks / f"img{i}.png") as mask:
             assert mask.mode == "P"
             assert mask.getpalette() == voc_palette()
             np.testing.assert_array_equal(np.array(mask), prediction[i, :h, :w].numpy())
         if i == 2:
             continue
-        with Image.open(tmp_path / "overlays" / f"img{i}.png") as overlay:
+        with Image.open(tmp_path / "overlays" / "JPEGImages" / f"img{i}.png") as overlay:
             picture = torch.from_numpy(np.array(overlay.convert("RGB"))).permute(2, 0, 1).to(torch.float64)
         labels = prediction[i, :h, :w]
         pixels = (images[i, :, :h, :w] * 255).round().to(torch.float64)

@@ -109,12 +109,13 @@ def test_hand_computed_case() -> None:
     # TP/FP: T F F T -> recall 1/2 1/2 1/2 1, precision 1 1/2 1/3 1/2; envelope 1 1/2 1/2 1/2
     # area: 1/2 * 1 + 1/2 * 1/2 = 3/4
     # 11-point: t = 0 .. .5 -> 1 (6 points); t = .6 .. 1 -> 1/2 (5): (6 + 5/2) / 11 = 17/22
-    # bird: no ground truth -> no AP, left out of the means
+    # bird: no ground truth -> no AP (-1, "missing"), left out of the means
     evaluator = VOCEvaluator(["cat", "dog", "bird"])
     evaluator.update(preds[:1], targets[:1])
     evaluator.update(preds[1:], targets[1:])
     result = evaluator.compute()
-    assert result.keys() == {"map", "map_07", "ap/cat", "ap/dog"}
+    assert result.keys() == {"map", "map_07", "classes_missing", "ap/cat", "ap/dog", "ap/bird"}
+    assert result["ap/bird"] == -1.0 and result["classes_missing"] == 1.0
     assert result["ap/cat"] == pytest.approx(34 / 45, abs=1e-12)
     assert result["ap/dog"] == pytest.approx(3 / 4, abs=1e-12)
     assert result["map"] == pytest.approx((34 / 45 + 3 / 4) / 2, abs=1e-12)
@@ -141,12 +142,13 @@ def test_average_precision_edge_cases() -> None:
 
 def test_no_detections_give_zero() -> None:
     evaluator = VOCEvaluator(["cat"])
-    assert evaluator.compute() == {"map": 0.0, "map_07": 0.0}
+    nothing = {"map": 0.0, "map_07": 0.0, "classes_missing": 1.0, "ap/cat": -1.0}
+    assert evaluator.compute() == nothing
     target = {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([0])}
     evaluator.update([prediction([], [], [])], [target])
-    assert evaluator.compute() == {"map": 0.0, "map_07": 0.0, "ap/cat": 0.0}
+    assert evaluator.compute() == {"map": 0.0, "map_07": 0.0, "classes_missing": 0.0, "ap/cat": 0.0}
     evaluator.reset()
-    assert evaluator.compute() == {"map": 0.0, "map_07": 0.0}
+    assert evaluator.compute() == nothing
 
 
 def test_input_errors() -> None:
@@ -174,8 +176,9 @@ def test_ground_truth_as_detections_is_perfect(voc_targets: list[dict[str, Tenso
     result = evaluator.compute()
     assert result["map"] == 1.0 and result["map_07"] == 1.0
     present = {VOC_CLASSES[int(c)] for t in voc_targets for c in t["labels"][~t["difficult"]]}
-    assert {k.removeprefix("ap/") for k in result if k.startswith("ap/")} == present
-    assert "ap/cow" not in result  # voc128 has no cow: no AP, as the devkit would give NaN
+    assert {k.removeprefix("ap/") for k, v in result.items() if k.startswith("ap/") and v >= 0} == present
+    assert result["ap/cow"] == -1.0  # voc128 has no cow: no AP (the devkit would give NaN), shown as missing
+    assert result["classes_missing"] == len(VOC_CLASSES) - len(present)
 
 
 @requires_voc128
@@ -213,7 +216,7 @@ def test_duplicate_detection_lowers_precision(voc_targets: list[dict[str, Tensor
     result = evaluator.compute()
     assert n > 100
     assert result["ap/person"] == pytest.approx(1 / n + (n - 1) / (n + 1), abs=1e-12)
-    others = [v for k, v in result.items() if k.startswith("ap/") and k != "ap/person"]
+    others = [v for k, v in result.items() if k.startswith("ap/") and k != "ap/person" and v >= 0]
     assert others and all(v == 1.0 for v in others)
     ones = 10 // n + 1
     person_07 = (ones + (11 - ones) * n / (n + 1)) / 11
@@ -314,8 +317,9 @@ def test_equals_devkit_port_on_perturbed_detections(voc_targets: list[dict[str, 
     result = evaluator.compute()
     assert 0.2 < result["map"] < 0.9  # a realistic mix, not a degenerate case
     for label, name in enumerate(VOC_CLASSES):
-        if f"ap/{name}" not in result:
+        if result[f"ap/{name}"] == -1.0:
+            assert not any((t["labels"][~t["difficult"]] == label).any() for t in voc_targets)
             continue
         assert result[f"ap/{name}"] == pytest.approx(devkit_ap(voc_targets, preds, label, False), abs=1e-12), name
-    aps_07 = [devkit_ap(voc_targets, preds, c, True) for c, name in enumerate(VOC_CLASSES) if f"ap/{name}" in result]
+    aps_07 = [devkit_ap(voc_targets, preds, c, True) for c, name in enumerate(VOC_CLASSES) if result[f"ap/{name}"] >= 0]
     assert result["map_07"] == pytest.approx(sum(aps_07) / len(aps_07), abs=1e-12)

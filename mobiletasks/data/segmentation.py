@@ -91,8 +91,12 @@ class SegmentationDataModule(SplitDataModule):
         return MaskFolder(folder, None, self.class_names, identity_lut(0))
 
     def dataset(self, split: str) -> SegmentationDataset:
+        """The dataset of ``split``, built on first use; its masks are checked then (``check_masks``)."""
+        built = split in self.datasets
         dataset = super().dataset(split)
         assert isinstance(dataset, SegmentationDataset)
+        if not built:
+            dataset.check_masks()
         return dataset
 
     def evaluator(self, split: Literal["val", "test"] = "val") -> SegmentationEvaluator:

@@ -133,6 +133,30 @@ class SegmentationDataset(Dataset):
             )
         return labels
 
+    def check_masks(self, sample: int = 16) -> None:
+        """Read ``sample`` masks spread over the split (a cheap set-up check) and fail early on masks that
+        cannot be right: pixel values with no class, colour pictures, and the binary 0/255 pattern.
+
+        Raises:
+            ValueError: naming the mask (or the mask folder) and the fix. The 0/255 pattern: no sampled mask
+                holds a pixel of any class but the first (background) while some hold 255, which means
+                "ignore": objects saved as 255 would never be learned nor scored.
+        """
+        labelled = [r.mask for r in self.records if r.mask is not None]
+        if not labelled:
+            return
+        picks = labelled[:: max(1, len(labelled) // sample)][:sample]
+        objects = ignored = 0
+        for path in picks:
+            try:
+                labels = self.load_mask(path)
+            except ImageReadError:
+                continue  # skipped (and counted) when the sample is loaded
+            objects += bool(((labels > 0) & (labels != IGNORE_INDEX)).any())
+            ignored += bool((labels == IGNORE_INDEX).any())
+        if ignored and not objects:
+            raise ValueError(binary_mask_message(picks[0].parent, len(picks), self.class_names))
+
     def __getitem__(self, index: int) -> Sample | None:
         record = self.records[index]
         target: dict[str, Any] = {"image_id": record.image_id, "file_name": record.file_name}
@@ -163,6 +187,18 @@ class SegmentationDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} images, {len(self.class_names)} classes, transform={self.transform})"
+
+
+def binary_mask_message(folder: Path, checked: int, class_names: Sequence[str]) -> str:
+    """The error for masks that hold only background (0) and 255: 255 means "ignore"."""
+    first = class_names[1] if len(class_names) > 1 else "object"
+    return (
+        f"the masks in {folder} hold only background (0) and 255 ({checked} checked): 255 means 'ignore' (VOC's "
+        "boundary band), so every object pixel would be left out of training and of the metrics. If 255 marks "
+        f"your objects, save each object pixel as its class index (1 for {first!r}, e.g. mask // 255 for one "
+        "class), or with COCOSegmentationDataModule map the values with classes_json, e.g. "
+        f'{{"0": "background", "255": "{first}"}}'
+    )
 
 
 def _ranges(values: list[int]) -> str:

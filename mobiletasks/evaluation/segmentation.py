@@ -10,6 +10,7 @@ and mirrored copies of the input (the "MF" rows of the MobileNetV2 paper, Table 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -18,6 +19,8 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 __all__ = ["SegmentationEvaluator", "multiscale_logits"]
+
+log = logging.getLogger(__name__)
 
 
 class SegmentationEvaluator:
@@ -34,22 +37,26 @@ class SegmentationEvaluator:
 
     ``compute()`` returns, in float:
 
-    - ``iou/<name>``: TP / (TP + FP + FN) of the class, from the confusion matrix of all pixels seen;
-    - ``miou``: the mean of these IoUs. A class that occurs neither in the ground truth nor in the predictions
-      (TP + FP + FN = 0) has no IoU: it is left out of the mean and of the ``iou/`` keys, rather than counted as
-      0 or 1 (the VOC devkit would give NaN; on the full VOC val set every class occurs). A class that is only
-      predicted, never in the ground truth, has IoU 0 and counts;
+    - ``iou/<name>``: TP / (TP + FP + FN) of the class, from the confusion matrix of all pixels seen. A class
+      that occurs neither in the ground truth nor in the predictions (TP + FP + FN = 0) has no IoU: its key
+      says -1.0, "missing" (torchmetrics' ``MeanIoU(per_class=True)`` marks it so; the VOC devkit would give
+      NaN), never 0 or a perfect 1. A class that is only predicted, never in the ground truth, has IoU 0;
+    - ``miou``: the mean of the IoUs that exist (missing classes are left out; on the full VOC val set every
+      class occurs);
+    - ``classes_missing``: how many classes never occur in the ground truth seen (a warning names them: a class
+      the data never shows cannot be scored, and the mean covers the others only);
     - ``pixel_acc``: correctly labelled pixels / counted pixels.
 
-    With no counted pixel at all, ``miou`` and ``pixel_acc`` are 0.0.
+    With no counted pixel at all, ``miou`` and ``pixel_acc`` are 0.0 and every class is missing.
 
     Example:
         >>> evaluator = SegmentationEvaluator(3, ["background", "cat", "dog"])
         >>> mask = torch.tensor([[[0, 0, 1, 255]]])  # the last pixel is not counted
         >>> pred = torch.tensor([[[0, 1, 1, 2]]])
         >>> evaluator.update(pred, mask)
-        >>> evaluator.compute()  # background 1/2, cat 1/2, dog absent from both: left out
-        {'miou': 0.5, 'pixel_acc': 0.6666666666666666, 'iou/background': 0.5, 'iou/cat': 0.5}
+        >>> metrics = evaluator.compute()  # background 1/2, cat 1/2, dog absent from both: missing
+        >>> metrics["miou"], metrics["classes_missing"], metrics["iou/cat"], metrics["iou/dog"]
+        (0.5, 1.0, 0.5, -1.0)
     """
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, ignore_index: int | None = 255):
@@ -132,17 +139,28 @@ class SegmentationEvaluator:
         return matrix.detach().to("cpu", torch.int64)
 
     def compute(self) -> dict[str, float]:
-        """``miou``, ``pixel_acc`` and ``iou/<name>`` for each class in the ground truth or the predictions."""
+        """``miou``, ``pixel_acc``, ``classes_missing`` and ``iou/<name>`` of every class (-1.0: missing)."""
         matrix = self.confusion_matrix.to(torch.float64)
         total = float(matrix.sum())
-        if total == 0:
-            return {"miou": 0.0, "pixel_acc": 0.0}
         tp = matrix.diagonal()
         union = matrix.sum(dim=0) + matrix.sum(dim=1) - tp  # predicted + ground truth - both = TP + FP + FN
         present = union > 0
-        iou = tp / union.clamp(min=1)
-        per_class = {f"iou/{n}": float(iou[c]) for c, n in enumerate(self.class_names) if present[c]}
-        return {"miou": float(iou[present].mean()), "pixel_acc": float(tp.sum()) / total, **per_class}
+        iou = torch.where(present, tp / union.clamp(min=1), -1.0)
+        missing = [n for c, n in enumerate(self.class_names) if matrix[c].sum() == 0]
+        if missing and total:
+            log.warning(
+                "%d of %d classes never occur in the ground truth scored (%s): their IoU is missing (-1) or 0 where "
+                "predicted, and miou covers the classes that occur",
+                len(missing),
+                self.num_classes,
+                ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else ""),
+            )
+        return {
+            "miou": float(iou[present].mean()) if total else 0.0,
+            "pixel_acc": float(tp.sum()) / total if total else 0.0,
+            "classes_missing": float(len(missing)),
+            **{f"iou/{n}": float(iou[c]) for c, n in enumerate(self.class_names)},
+        }
 
 
 def multiscale_logits(

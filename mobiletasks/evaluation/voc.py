@@ -65,7 +65,8 @@ class VOCEvaluator:
 
     ``update(preds, targets)`` takes per image a prediction dict (``boxes`` xyxy, ``scores``, ``labels``) and
     a target dict (``boxes``, ``labels``, optional ``difficult`` bool). Classes without any (non-difficult)
-    ground truth have no AP: they are left out of the dict and of the means, as the devkit would give NaN.
+    ground truth have no AP (the devkit would give NaN): their ``ap/<class>`` says -1.0, "missing", they are
+    left out of the means, and ``classes_missing`` counts them.
 
     Example:
         >>> evaluator = VOCEvaluator(["cat", "dog"])
@@ -73,8 +74,8 @@ class VOCEvaluator:
         >>> pred = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 9.0]]), "scores": torch.tensor([0.8]),
         ...     "labels": torch.tensor([1])}
         >>> evaluator.update([pred], [target])
-        >>> evaluator.compute()
-        {'map': 1.0, 'map_07': 1.0, 'ap/dog': 1.0}
+        >>> evaluator.compute()  # no cat in the ground truth: missing
+        {'map': 1.0, 'map_07': 1.0, 'classes_missing': 1.0, 'ap/cat': -1.0, 'ap/dog': 1.0}
     """
 
     def __init__(self, class_names: Sequence[str], iou_threshold: float = 0.5) -> None:
@@ -157,7 +158,8 @@ class VOCEvaluator:
         return labels
 
     def compute(self) -> dict[str, float]:
-        """``map``, ``map_07`` and ``ap/<class>`` over the classes with ground truth (0.0 when none has any)."""
+        """``map`` and ``map_07`` over the classes with ground truth (0.0 when none has any), ``classes_missing``
+        and ``ap/<class>`` of every class (-1.0: no ground truth)."""
         labels = torch.cat([torch.zeros(0, dtype=torch.int64), *self._labels])
         scores = torch.cat([torch.zeros(0, dtype=torch.float64), *self._scores])
         tp = torch.cat([torch.zeros(0, dtype=torch.bool), *self._tp])
@@ -166,10 +168,15 @@ class VOCEvaluator:
         for c, name in enumerate(self.class_names):
             num_gt = int(self._num_gt[c])
             if num_gt == 0:
+                aps[f"ap/{name}"] = -1.0
                 continue
             mine = labels == c
             aps[f"ap/{name}"] = average_precision(scores[mine], tp[mine], num_gt)
             aps_07.append(average_precision(scores[mine], tp[mine], num_gt, use_07_metric=True))
-        if not aps:
-            return {"map": 0.0, "map_07": 0.0}
-        return {"map": sum(aps.values()) / len(aps), "map_07": sum(aps_07) / len(aps_07), **aps}
+        found = [ap for ap in aps.values() if ap >= 0]
+        return {
+            "map": sum(found) / len(found) if found else 0.0,
+            "map_07": sum(aps_07) / len(aps_07) if aps_07 else 0.0,
+            "classes_missing": float(len(aps) - len(found)),
+            **aps,
+        }
