@@ -14,7 +14,9 @@ treats skipped samples is in :mod:`mobiletasks.data.skips`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,12 +85,28 @@ def missing_files(paths: Iterable[Path]) -> list[Path]:
     return missing
 
 
-def raise_if_missing(paths: Iterable[Path], what: str, fix: str) -> None:
-    """FileNotFoundError listing the first few missing files and their number."""
+_TOLERATE_MISSING: ContextVar[bool] = ContextVar("tolerate_missing", default=False)
+
+
+@contextmanager
+def tolerate_missing() -> Iterator[None]:
+    """Within this block datasets are built even when listed files are missing (for ``mobiletasks data check``,
+    which then reports every missing file instead of the first few)."""
+    token = _TOLERATE_MISSING.set(True)
+    try:
+        yield
+    finally:
+        _TOLERATE_MISSING.reset(token)
+
+
+def raise_if_missing(paths: Iterable[Path], what: str, fix: str) -> list[Path]:
+    """FileNotFoundError listing the first few missing files and their number; within :func:`tolerate_missing`
+    the missing files are returned instead."""
     missing = missing_files(paths)
-    if missing:
+    if missing and not _TOLERATE_MISSING.get():
         shown = ", ".join(str(p) for p in missing[:_SHOW]) + (", ..." if len(missing) > _SHOW else "")
         raise FileNotFoundError(f"{len(missing)} {what} missing: {shown}; {fix}")
+    return missing
 
 
 def untransformed(image: np.ndarray, boxes: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,41 @@ def read_image(path: PathLike) -> np.ndarray:
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
     return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`inspect_image` found: the upright size in pixels, the stored PIL mode, the EXIF rotation."""
+
+    width: int  # after EXIF orientation, as read_image returns it
+    height: int
+    mode: str  # as stored: "RGB", "L", "RGBA", "CMYK", "P", "I;16", ...
+    rotated: bool  # an EXIF orientation tag turns or mirrors the stored pixels
+
+
+def inspect_image(path: PathLike) -> ImageInfo:
+    """Decode the image at ``path`` in full (so a truncated file fails) and describe it, as :func:`read_image`
+    would read it.
+
+    Raises:
+        ImageReadError: the file is missing, truncated or not an image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            orientation = img.getexif().get(_ORIENTATION, 1)
+            (width, height), mode = img.size, img.mode
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+    if orientation in (5, 6, 7, 8):  # transposed: a quarter turn, possibly mirrored
+        width, height = height, width
+    return ImageInfo(width, height, mode, orientation in range(2, 9))
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

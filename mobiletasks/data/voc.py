@@ -112,7 +112,10 @@ class VOCDetection(DetectionDataset):
         self.keep_difficult = keep_difficult
         self._label_of = {name: label for label, name in enumerate(self.class_names)}
         entries = [entry for name in self.sets for entry in self._list_set(name)]
-        raise_if_missing((xml for _, xml in entries), "VOC annotation files are", "the image set lists them")
+        no_xml = set(
+            raise_if_missing((xml for _, xml in entries), "VOC annotation files are", "the image set lists them")
+        )
+        entries = [entry for entry in entries if entry[1] not in no_xml]  # (only within tolerate_missing)
         raise_if_missing((image for image, _ in entries), "VOC images are", "the image set lists them")
         self.stats = {"images": len(entries), "boxes": 0, "difficult": 0, "clipped": 0, "dropped": 0}
         self.records = [self._parse(image, xml, image_id) for image_id, (image, xml) in enumerate(entries)]
