@@ -33,6 +33,7 @@ class ShapesDetectionDataModule(COCODetectionDataModule):
         seed: the generator's seed.
         image_size: side of the generated images and of the training images.
         batch_size, eval_batch_size, num_workers, augment: as ``COCODetectionDataModule``.
+        predict_images: a folder of your own images (any size) to predict on instead of the val split.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class ShapesDetectionDataModule(COCODetectionDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 2,
         augment: bool = True,
+        predict_images: str | None = None,
     ) -> None:
         super().__init__(
             root,
@@ -57,6 +59,7 @@ class ShapesDetectionDataModule(COCODetectionDataModule):
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
             augment=augment,
+            predict_images=predict_images,
         )
         self.num_images, self.seed = num_images, seed
 
