@@ -19,7 +19,15 @@ def blocks(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "doc", ["README.md", "docs/backbones.md", "docs/detection.md", "docs/segmentation.md", "docs/classification.md"]
+    "doc",
+    [
+        "README.md",
+        "docs/backbones.md",
+        "docs/detection.md",
+        "docs/segmentation.md",
+        "docs/classification.md",
+        "docs/data.md",
+    ],
 )
 def test_doc_examples(doc: str) -> None:
     namespace: dict[str, object] = {}

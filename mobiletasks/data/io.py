@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,17 +44,24 @@ def read_image(path: PathLike) -> np.ndarray:
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
     """
+    with _decoded(path) as img:
+        rgb = _to_rgb(ImageOps.exif_transpose(img))
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+@contextmanager
+def _decoded(path: PathLike) -> Iterator[Image.Image]:
+    """The image at ``path``, decoded in full (so that a truncated file fails here); every way of failing,
+    inside the block too, is an :class:`ImageReadError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image file {path} does not exist")
     try:
         with Image.open(path) as img:
-            img.load()  # decode now, so that a truncated file fails here
-            upright = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(upright)
+            img.load()
+            yield img
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
-    return np.asarray(rgb, dtype=np.uint8).copy()
 
 
 @dataclass(frozen=True)
@@ -72,16 +81,9 @@ def inspect_image(path: PathLike) -> ImageInfo:
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            orientation = img.getexif().get(_ORIENTATION, 1)
-            (width, height), mode = img.size, img.mode
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+    with _decoded(path) as img:
+        orientation = img.getexif().get(_ORIENTATION, 1)
+        (width, height), mode = img.size, img.mode
     if orientation in (5, 6, 7, 8):  # transposed: a quarter turn, possibly mirrored
         width, height = height, width
     return ImageInfo(width, height, mode, orientation in range(2, 9))
