@@ -605,3 +605,13 @@ def test_every_split_logs_the_images_it_scored(detection_run: Path) -> None:
     column = header.split(",").index("val/images")
     scored = {float(row.split(",")[column]) for row in rows if row.split(",")[column]}
     assert scored == {float(len(list((detection_run / "data" / "shapes" / "images" / "val").glob("*.jpg"))))}
+
+
+def test_teacher_settings_a_checkpoint_would_ignore_are_refused(tmp_path: Path) -> None:
+    from mobiletasks.tasks.distill import load_teacher
+
+    checkpoint = tmp_path / "teacher.ckpt"
+    torch.save({"hyper_parameters": {"model": "mobilenet_v1", "num_classes": 3}, "state_dict": {}}, checkpoint)
+    for stated in ({"weights": "other.pth"}, {"kwargs": {"width_mult": 0.5}}):
+        with pytest.raises(ValueError, match=r"teacher .*teacher\.ckpt is a checkpoint.*would not be used"):
+            load_teacher(str(checkpoint), **stated)  # type: ignore[arg-type]

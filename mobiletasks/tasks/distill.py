@@ -36,6 +36,10 @@ def load_teacher(
             ``create_model``.
         weights: the weights file of a named teacher (a teacher without trained weights teaches nothing).
         kwargs: ``create_model`` arguments of a named teacher (``num_classes`` is the student's).
+
+    Raises:
+        ValueError: ``weights`` or ``kwargs`` given with a checkpoint (they would not be used), a named teacher
+            without weights, or a teacher that does not give ``[B, num_classes]`` logits.
         num_classes: the student's outputs; the teacher must give as many (checked on one ``image_size`` image).
         image_size: the side of the images the teacher will see.
     """
@@ -43,6 +47,12 @@ def load_teacher(
     if path.suffix == ".ckpt" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"teacher checkpoint {path} does not exist; pass the .ckpt of a trained run")
+        if weights is not None or kwargs:
+            raise ValueError(
+                f"teacher {path} is a checkpoint: it is rebuilt from its own hyperparameters and weights, so "
+                f"teacher_weights ({weights}) and teacher_kwargs ({kwargs}) would not be used; leave them out, or "
+                "name the teacher's model instead of its checkpoint"
+            )
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         hp = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
         if "model" not in hp or "num_classes" not in hp:
