@@ -18,6 +18,8 @@ about half a second); a malformed file raises ValueError naming the file, the li
 
 from __future__ import annotations
 
+import codecs
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,8 +45,8 @@ def _open(path: PathLike, folder: str) -> Path:
 
 def _head(path: Path, line1: bytes, line2: bytes) -> tuple[int, list[str]]:
     """The image count (line 1) and the attribute names (line 2) of an attribute file."""
-    count = line1.decode("utf-8", "replace").strip()
-    if not (count.isascii() and count.isdigit()):
+    count = line1.removeprefix(codecs.BOM_UTF8).decode("utf-8", "replace").strip()
+    if not (count.isascii() and count.isdigit() and len(count) <= 18):  # int() refuses over 4300 digits
         csv = " (this looks like Kaggle's CSV version; use the official .txt)" if "," in count else ""
         raise ValueError(f"{path}, line 1: expected the number of images, got {count[:40]!r}{csv}; {_ATTR_FIX}")
     names = line2.decode("utf-8", "replace").split()
@@ -59,7 +61,8 @@ def _head(path: Path, line1: bytes, line2: bytes) -> tuple[int, list[str]]:
 def _rows(path: Path, body: bytes, first_line: int, columns: int, what: str, fix: str) -> tuple[list[str], np.ndarray]:
     """Split ``body`` (the file from line ``first_line`` on) into rows of ``columns`` whitespace-separated
     tokens: the first token of each row, and the others as 2-byte strings [N, columns - 1] (``b"??"`` for a
-    longer token). Trailing blank lines are ignored; repeated first tokens raise ValueError."""
+    longer token). Trailing blank lines are ignored; repeated first tokens, and first tokens that are not file names,
+    raise ValueError."""
     buf = np.frombuffer(body, np.uint8)
     edges = np.diff((buf <= 32).view(np.int8), prepend=np.int8(1), append=np.int8(1))
     starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)  # of every token
@@ -74,6 +77,7 @@ def _rows(path: Path, body: bytes, first_line: int, columns: int, what: str, fix
     first = zip(begin[:, 0].tolist(), end[:, 0].tolist(), strict=True)
     names = [body[s:e].decode("utf-8", "replace") for s, e in first]
     _check_unique(path, names, first_line, fix)
+    _check_file_names(path, names, first_line, fix)
     begin, length = begin[:, 1:], end[:, 1:] - begin[:, 1:]
     second = buf[np.minimum(begin + 1, len(buf) - 1)] * (length == 2)  # 0 for a 1-byte token
     cells = np.stack([buf[begin], second], axis=-1).view("S2")[..., 0]
@@ -91,9 +95,20 @@ def _check_unique(path: Path, names: list[str], first_line: int, fix: str) -> No
             raise ValueError(f"{path}, line {line}: image {name} is listed again (first on line {first}); {fix}")
 
 
+def _check_file_names(path: Path, names: list[str], first_line: int, fix: str) -> None:
+    """Image names are names of files in the image folder: no paths ("/x.jpg", "../x.jpg"), not "." or ".."."""
+    for i, name in enumerate(names):
+        if "/" in name or name in (".", ".."):
+            raise ValueError(
+                f"{path}, line {first_line + i}: image name {name!r} is not a file name like 000001.jpg; {fix}"
+            )
+
+
 def _token(body: bytes, row: int, column: int) -> str:
-    """Token ``column`` of line ``row`` of ``body`` (0-based), for error messages."""
-    return body.split(b"\n")[row].split()[column].decode("utf-8", "replace")
+    """Token ``column`` of line ``row`` of ``body`` (0-based), separated as :func:`_rows` separates them (by any
+    byte up to the space, control bytes too), for error messages."""
+    tokens = [token for token in re.split(rb"[\x00- ]+", body.split(b"\n")[row]) if token]
+    return tokens[column].decode("utf-8", "replace")
 
 
 def read_attribute_names(path: PathLike) -> list[str]:
@@ -140,7 +155,7 @@ def read_partition(path: PathLike) -> dict[str, int]:
     2 test, in file order (so the image at position ``i`` is on line ``i + 1``). Errors as :func:`read_attributes`.
     """
     path = _open(path, "Eval/")
-    body = path.read_bytes()
+    body = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     files, cells = _rows(path, body, 1, 2, "an image name and its partition", _PARTITION_FIX)
     codes = cells[:, 0]
     bad = np.flatnonzero(~np.isin(codes, [b"0", b"1", b"2"]))

@@ -7,7 +7,7 @@ Labels are contiguous, 0..num_classes-1, in the order of the sorted category ids
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -23,7 +23,7 @@ from mobiletasks.data.detection import (
     raise_if_missing,
 )
 from mobiletasks.evaluation.coco import load_coco
-from mobiletasks.evaluation.coco_json import ImageId, describe, id_order, is_int, is_number
+from mobiletasks.evaluation.coco_json import ImageId, describe, id_order, is_int, is_number, read_json
 
 if TYPE_CHECKING:
     from mobiletasks.evaluation.coco import COCOEvaluator
@@ -36,8 +36,8 @@ def read_categories(annotations: PathLike) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"COCO annotation file {annotations} does not exist (needed for the class names)")
     categories = _tail_categories(annotations)
     if categories is None:
-        with annotations.open() as f:
-            categories = json.load(f).get("categories")
+        data = read_json(annotations, "annotations")
+        categories = data.get("categories") if isinstance(data, dict) else None
     if not isinstance(categories, list) or not categories:
         raise ValueError(f"COCO annotation file {annotations} lists no categories; it needs a 'categories' list")
     for k, category in enumerate(categories):
@@ -60,7 +60,7 @@ def _tail_categories(path: Path, tail: int = 1 << 20) -> list[dict[str, Any]] | 
         return None
     try:
         value, end = json.JSONDecoder().raw_decode(text, text.index("[", start))
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # json.JSONDecodeError is a ValueError
         return None
     # only whitespace and the closing brace of the top-level object may follow
     if text[end:].strip() != "}" or not all(isinstance(c, dict) and "id" in c for c in value):
@@ -158,7 +158,7 @@ class COCODetection(DetectionDataset):
                     continue
             stats["boxes"] += len(boxes)
             name = info.get("file_name")
-            if not isinstance(name, str) or not name:
+            if not isinstance(name, str) or PurePosixPath(name.replace("\\", "/")).name in ("", ".", ".."):
                 raise ValueError(
                     f"{self.annotations}: image {describe(image_id)} has file_name {name!r}; give each image the "
                     f"path of its file relative to the image folder ({self.images})"

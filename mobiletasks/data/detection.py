@@ -67,9 +67,10 @@ def clean_boxes(boxes: np.ndarray, width: float, height: float) -> tuple[np.ndar
     clipped = boxes.copy()
     clipped[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
     clipped[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
-    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])  # False for NaN too
+    single = clipped.astype(np.float32)  # what the targets hold: a box must keep its area there
+    keep = (single[:, 2] > single[:, 0]) & (single[:, 3] > single[:, 1])  # False for NaN too
     changed = np.any(clipped != boxes, axis=1) & keep
-    return clipped.astype(np.float32), keep, int(changed.sum())
+    return single, keep, int(changed.sum())
 
 
 def missing_files(paths: Iterable[Path]) -> list[Path]:

@@ -21,6 +21,7 @@ Nothing is read when a data module is built; ``class_names`` reads one small lis
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,8 @@ def read_cub_file(path: PathLike) -> dict[int, tuple[int, tuple[Any, ...]]]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a line has the wrong number of columns, a non-numeric value or an id seen before
-            (the message names the file and the line).
+        ValueError: the file is not UTF-8 text, or a line has the wrong number of columns, a non-numeric (or
+            non-finite) value or an id seen before (the message names the file and the line).
     """
     path = Path(path)
     columns = _CUB_COLUMNS[path.name]
@@ -213,8 +214,14 @@ def read_cub_file(path: PathLike) -> dict[int, tuple[int, tuple[Any, ...]]]:
         raise FileNotFoundError(
             f"CUB file {path} does not exist; download CUB_200_2011.tgz from {CUB_URL}{alternative}"
         )
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"CUB file {path} is not UTF-8 text ({err}); download CUB_200_2011.tgz again from {CUB_URL}"
+        ) from None
     rows: dict[int, tuple[int, tuple[Any, ...]]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -225,10 +232,13 @@ def read_cub_file(path: PathLike) -> dict[int, tuple[int, tuple[Any, ...]]]:
         values = []
         for (name, kind), field in zip(columns, fields, strict=True):
             try:
-                values.append(kind(field))
-            except ValueError:
+                value = kind(field)
+            except ValueError:  # also an integer of over 4300 digits
                 kind_name = "an integer" if kind is int else "a number"
-                raise ValueError(f"{where}: {name} {field!r} is not {kind_name}") from None
+                raise ValueError(f"{where}: {name} {field[:20]!r} is not {kind_name}") from None
+            if kind is float and not math.isfinite(value):  # nan, inf, 1e309
+                raise ValueError(f"{where}: {name} {field[:20]!r} is not a finite number")
+            values.append(value)
         if values[0] in rows:
             raise ValueError(f"{where}: {columns[0][0]} {values[0]} repeats line {rows[values[0]][0]}")
         rows[values[0]] = (n, tuple(values[1:]))
@@ -304,6 +314,12 @@ class CUBDataModule(ClassificationDataModule):
         folder, classes = self.folder, self.class_names
         label_of = self._class_ids
         images = read_cub_file(folder / "images.txt")
+        for n, (path,) in images.values():
+            if any(part in ("", ".", "..") for part in path.split("/")):  # "/x.jpg", "../x.jpg", "." (images/)
+                raise ValueError(
+                    f"CUB file {folder / 'images.txt'}, line {n}: path {path!r} is not a file below images/, like "
+                    "'001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg'"
+                )
         labels = _read_matching(folder / "image_class_labels.txt", images)
         is_train = _read_matching(folder / "train_test_split.txt", images)
         _check_values(folder / "image_class_labels.txt", labels, "class id", label_of, "a class id of classes.txt")
@@ -315,10 +331,15 @@ class CUBDataModule(ClassificationDataModule):
         boxes = None
         if self.crop_to_bbox:
             table = _read_matching(folder / "bounding_boxes.txt", images)
-            for n, (_, _, w, h) in table.values():
+            for n, (x, y, w, h) in table.values():
+                where = f"CUB file {folder / 'bounding_boxes.txt'}, line {n}"
                 if not (w > 0 and h > 0):
-                    where = f"CUB file {folder / 'bounding_boxes.txt'}, line {n}"
                     raise ValueError(f"{where}: box width {w} and height {h} must be positive")
+                if not (x < x + w < math.inf and y < y + h < math.inf):  # 1e308 + 1e308 or 1e308 + 4
+                    raise ValueError(
+                        f"{where}: box x {x}, y {y}, width {w}, height {h} are not pixels of an image (x + width and "
+                        "y + height must be finite and beyond x and y)"
+                    )
             xywh = np.array([table[i][1] for i in ids], dtype=np.float64).reshape(-1, 4)
             boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         return ClassificationDataset(paths, targets, classes, folder / "images", self.split_transform(split), boxes)

@@ -7,6 +7,7 @@ so that the continuous IoU equals the devkit's "+1" IoU.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,8 +92,10 @@ class VOCDetection(DetectionDataset):
 
     Raises:
         FileNotFoundError: a year folder, an image set list, XML files or images are missing.
-        ValueError: a malformed set name, XML file or box, or an object of a class not in ``classes``
-            (the message names the XML file).
+        ValueError: a malformed set name; an image set list that is not UTF-8, lists no image or an id with a
+            ``/``; a malformed XML file or box (coordinates that are not finite numbers); an XML without
+            ``<size>`` whose image cannot be read; or an object of a class not in ``classes`` (the message names
+            the list or the XML file).
     """
 
     def __init__(
@@ -132,18 +135,42 @@ class VOCDetection(DetectionDataset):
         listing = folder / "ImageSets" / "Main" / f"{image_set}.txt"
         if not listing.is_file():
             raise FileNotFoundError(f"VOC image set list {listing} for set {name!r} does not exist")
-        ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        try:
+            text = listing.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"VOC image set list {listing} is not UTF-8 text ({err}); it lists one image id per line, e.g. 000005"
+            ) from None
+        ids = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                ids.append(line.split()[0])
+                if "/" in ids[-1]:  # "/x" would even leave the devkit
+                    raise ValueError(
+                        f"VOC image set list {listing}, line {n}: image id {ids[-1]!r} is a path; an id is the name of "
+                        "JPEGImages/<id>.jpg and Annotations/<id>.xml without the extension, e.g. 000005"
+                    )
+        if not ids:
+            raise ValueError(
+                f"VOC image set list {listing} lists no images; it lists one image id per line, e.g. 000005"
+            )
         return [(folder / "JPEGImages" / f"{i}.jpg", folder / "Annotations" / f"{i}.xml") for i in ids]
 
     def _parse(self, image: Path, xml: Path, image_id: int) -> Record:
         try:
             tree = ET.parse(xml).getroot()
-        except ET.ParseError as err:
+        except (ET.ParseError, LookupError, ValueError) as err:  # LookupError, ValueError: encodings expat lacks
             raise ValueError(f"VOC annotation file {xml} is not valid XML: {err}") from err
         width, height = _int(tree.findtext("size/width")), _int(tree.findtext("size/height"))
-        if not width or not height:  # no <size>: read it from the image header (no decoding)
-            with Image.open(image) as img:
-                width, height = img.size
+        if width <= 0 or height <= 0:  # no <size> (or a useless one): read it from the image header (no decoding)
+            try:
+                with Image.open(image) as img:
+                    width, height = img.size
+            except (OSError, Image.DecompressionBombError) as err:
+                raise ValueError(
+                    f"VOC annotation file {xml} has no <size> and its image {image} cannot be read ({err}); add "
+                    "<size><width>...</width><height>...</height></size> or replace the image"
+                ) from None
         boxes, labels, difficult = [], [], []
         for k, obj in enumerate(tree.iter("object")):
             name = (obj.findtext("name") or "").strip()
@@ -156,13 +183,15 @@ class VOCDetection(DetectionDataset):
             self.stats["difficult"] += is_difficult
             if is_difficult and not self.keep_difficult:
                 continue
-            try:
-                box = [float(obj.findtext(f"bndbox/{c}") or "") for c in ("xmin", "ymin", "xmax", "ymax")]
-            except ValueError:
+            coords = ("xmin", "ymin", "xmax", "ymax")
+            texts = [obj.findtext(f"bndbox/{c}") for c in coords]
+            box = [_float(text) for text in texts]
+            if not all(math.isfinite(v) for v in box):
+                got = ", ".join(f"{c}={t if t is None else t[:20]!r}" for c, t in zip(coords, texts, strict=True))
                 raise ValueError(
                     f"VOC annotation file {xml}: object {k} ({name}) needs a <bndbox> with numeric xmin, ymin, "
-                    "xmax, ymax"
-                ) from None
+                    f"xmax, ymax (finite pixels), got {got}"
+                )
             boxes.append([box[0] - 1, box[1] - 1, box[2], box[3]])  # 1-based inclusive -> continuous
             labels.append(self._label_of[name])
             difficult.append(is_difficult)
@@ -182,11 +211,18 @@ class VOCDetection(DetectionDataset):
         )
 
 
-def _int(text: str | None) -> int:
+def _float(text: str | None) -> float:
+    """The number in ``text``; nan for none or garbage."""
     try:
-        return int(float(text)) if text is not None else 0
+        return float(text) if text is not None else math.nan
     except ValueError:
-        return 0
+        return math.nan
+
+
+def _int(text: str | None) -> int:
+    """The whole part of the number in ``text`` (``"500"``, ``"500.0"``); 0 for none, garbage, nan or infinity."""
+    value = _float(text)
+    return int(value) if math.isfinite(value) else 0
 
 
 class VOCDetectionDataModule(DetectionDataModule):

@@ -9,14 +9,16 @@ its fields, and refuses what cannot be completed with a message that names the f
 
 - ``info`` and ``licenses``: ``{}`` and ``[]`` when absent;
 - ``iscrowd``: 0 when absent;
-- ``area``: the area of the ``segmentation`` (polygons or RLE, as COCO defines it) when there is one and the
-  image has ``width`` and ``height``, else the box's ``w * h``;
+- ``area``: the area of the ``segmentation`` (polygons or RLE, as COCO defines it) when there is one, the
+  image has ``width`` and ``height`` and pycocotools can measure it (not malformed, not polygons that would crash
+  its C code), else the box's ``w * h``;
 - annotation ``id``: renumbered 1..N when any is absent, not a positive integer, or repeated (a counted
   warning; nothing else refers to annotation ids);
 - image ids: integers or strings, kept as they are (a results file must use the same ones: ``"139"`` is not
   ``139``); anything else, or an id given twice, is an error;
 - category ids: integers, each with a ``name``;
-- ``bbox``: four finite numbers ``[x, y, width, height]``; ``image_id`` and ``category_id`` of every
+- ``bbox``: four finite numbers ``[x, y, width, height]`` (with ``x + width`` and ``y + height`` within the
+  range of float32, which boxes become); ``image_id`` and ``category_id`` of every
   annotation must be listed in ``images`` and ``categories``.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -35,6 +38,11 @@ log = logging.getLogger(__name__)
 PathLike = str | Path
 ImageId = int | str
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
+_FLOAT32_MAX = 3.4028234663852886e38  # boxes become float32 tensors
+# what pycocotools' C code can rasterize without overflowing or crashing (segfault) on a failed allocation
+_MAX_MASK_PIXELS = 2**31  # it indexes pixels with 32-bit ints
+_MAX_COORDINATE = 1e8  # it scales polygon coordinates by 5 into 32-bit ints
+_MAX_OUTLINE = 10**7  # points it traces along the outlines (8 bytes each); a 10,000 px square has 2e5
 
 
 def describe(value: object) -> str:
@@ -43,8 +51,19 @@ def describe(value: object) -> str:
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
-    """An int or a float, not a bool (JSON ``true`` is not a coordinate)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """An int or a float, not a bool (JSON ``true`` is not a coordinate), that a float holds (json reads a
+    400-digit integer as an int, which ``float()`` and ``math.isfinite`` refuse with OverflowError)."""
+    if isinstance(value, float):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+
+
+def is_box(value: object) -> bool:
+    """A COCO bbox: four finite numbers ``[x, y, width, height]`` whose corners stay finite as float32."""
+    if not isinstance(value, list) or len(value) != 4 or not all(is_number(v) and math.isfinite(v) for v in value):
+        return False
+    x, y, w, h = value
+    return all(abs(v) <= _FLOAT32_MAX for v in (x, y, w, h, x + w, y + h))
 
 
 def is_image_id(value: object) -> bool:
@@ -64,7 +83,7 @@ def read_json(path: PathLike, kind: str) -> Any:
         raise FileNotFoundError(f"{kind} file {path} does not exist; pass the path of a COCO {kind} json")
     try:
         return json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # ValueError: also UnicodeDecodeError, an int of over 4300 digits
         raise ValueError(f"{kind} file {path} is not valid json ({err}); pass a COCO {kind} json") from err
 
 
@@ -150,10 +169,10 @@ def _complete_annotation(
             f"categories of the file ({len(categories)}); add it to 'categories' or fix the annotation"
         )
     bbox = ann.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_number(v) and math.isfinite(v) for v in bbox):
+    if not is_box(bbox):
         raise ValueError(
             f"annotations file {path}: {name} has bbox {bbox!r}; a COCO bbox is four finite numbers "
-            "[x, y, width, height] in pixels"
+            "[x, y, width, height] in pixels (corners within float32's range, 3.4e38)"
         )
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1):  # True and False compare equal to 1 and 0
@@ -175,21 +194,47 @@ def _type_hint(value: object, known: dict[Any, Any]) -> str:
 
 
 def _area(ann: dict[str, Any], image: dict[str, Any]) -> float:
-    """COCO's area: of the segmentation where there is one (and the image size is known), else of the box."""
+    """COCO's area: of the segmentation where there is one (and the image size is known), else of the box.
+
+    A segmentation that pycocotools cannot measure counts as absent: malformed (pycocotools raises several kinds
+    of errors), of an image too large for its 32-bit pixel counts, polygons that would crash its C code (see
+    :func:`_traceable`), or an area that is not within the image (an RLE of another size).
+    """
     width, height = image.get("width"), image.get("height")
     segmentation = ann.get("segmentation")
-    if segmentation and is_int(width) and is_int(height) and width > 0 and height > 0:
-        try:
-            if isinstance(segmentation, list):
-                rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-            elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
-                rle = mask_utils.frPyObjects(segmentation, height, width)
-            else:
-                rle = segmentation
-            return float(mask_utils.area(rle))
-        except Exception:  # a malformed segmentation: pycocotools raises several kinds; the box still counts
-            pass
-    return float(ann["bbox"][2] * ann["bbox"][3])
+    box_area = float(ann["bbox"][2] * ann["bbox"][3])
+    if not (segmentation and is_int(width) and is_int(height) and width > 0 and height > 0):
+        return box_area
+    if width * height >= _MAX_MASK_PIXELS:
+        return box_area
+    try:
+        if isinstance(segmentation, list):
+            if not _traceable(segmentation):
+                return box_area
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+        area = float(mask_utils.area(rle))
+    except Exception:
+        return box_area
+    return area if 0 <= area <= width * height else box_area
+
+
+def _traceable(polygons: list[Any]) -> bool:
+    """Whether pycocotools' ``frPyObjects`` can trace ``polygons`` (lists ``[x1, y1, x2, y2, ...]`` of at least
+    three points): its C code reads nan or a huge coordinate as an arbitrary integer and then crashes (segfault)
+    allocating the outline, as it does for an outline of billions of points."""
+    outline = 0
+    for polygon in polygons:
+        if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+            return False
+        if not all(is_number(v) and abs(v) <= _MAX_COORDINATE for v in polygon):  # False for nan
+            return False
+        xs, ys = polygon[0::2], polygon[1::2]
+        outline += sum(max(abs(xs[j] - xs[j - 1]), abs(ys[j] - ys[j - 1])) for j in range(len(xs)))
+    return 5 * outline <= _MAX_OUTLINE
 
 
 def read_results(path: PathLike) -> list[dict[str, Any]]:
@@ -214,8 +259,11 @@ def read_results(path: PathLike) -> list[dict[str, Any]]:
                 f"{', '.join(RESULT_KEYS)} (bbox as [x, y, w, h])"
             )
         bbox, score = ann["bbox"], ann["score"]
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_number(v) and math.isfinite(v) for v in bbox):
-            raise ValueError(f"results file {path}: detection {i} has bbox {bbox!r}; it needs four finite numbers")
+        if not is_box(bbox):
+            raise ValueError(
+                f"results file {path}: detection {i} has bbox {bbox!r}; it needs four finite numbers (corners within "
+                "float32's range, 3.4e38)"
+            )
         if not (is_number(score) and math.isfinite(score)):
             raise ValueError(f"results file {path}: detection {i} has score {score!r}; it needs a finite number")
     return anns
