@@ -164,16 +164,14 @@ def test_coco_matrix(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[st
     exit_code, out = run(capsys, "coco", "--images", str(images), "--annotations", str(annotations))
     assert (exit_code, "Traceback" in out) == (code, False), out
     assert re.search(pattern, out), out
-    assert shown in out
-    assert out.rstrip().endswith("warnings") and "images read" in (
-        out if code == 0 or "[setup]" not in out else "images read"
-    )
+    assert shown in out and out.rstrip().endswith("warnings")
+    assert ("images checked" in out) == ("[setup]" not in out)  # a split that cannot be built is not scanned
 
 
 def test_coco_clean_copy_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     images, annotations = coco_copy(tmp_path, 3)
     code, out = run(capsys, "coco", "--images", str(images), "--annotations", str(annotations))
-    assert code == 0 and re.search(r"coco\s+3  images read", out) and "0 errors, 0 warnings" in out
+    assert code == 0 and re.search(r"coco\s+3  images checked", out) and "0 errors, 0 warnings" in out
 
 
 def bigger(values: np.ndarray) -> np.ndarray:
@@ -183,7 +181,7 @@ def bigger(values: np.ndarray) -> np.ndarray:
 VOC_CASES: dict[str, tuple[Callable[[np.ndarray], np.ndarray] | None, Callable[[Path], None] | None, str]] = {
     "value outside the classes": (lambda v: np.where(v == 15, 30, v), None, r"\[mask_values\]\n.*holds pixel values \[30\]"),
     "mask of another size": (bigger, None, r"error\s+\d+  masks of another size than their image \[mask_size\]"),
-    "binary 0/255": (binary_person_mask, None, r"\[mask_255\]\n.*hold only background \(0\) and 255.*255 means 'ignore'"),
+    "binary 0/255": (binary_person_mask, None, r"\[mask_255\]\n.*hold only the values 0 and 255.*255 means 'ignore'"),
     "colour mask": (
         None,
         lambda root: next((root / "VOC2012" / "SegmentationClass").glob("*.png")).write_bytes(
@@ -279,3 +277,32 @@ def test_usage_errors_exit_2(args: list[str], message: str, capsys: pytest.Captu
     except SystemExit as exit:  # argparse's own errors
         code, out = int(exit.code or 0), capsys.readouterr().err
     assert code == 2 and message in out
+
+
+def test_list_entries_without_annotation_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An id whose XML is missing fails fit; data check lists it as missing rather than passing over it."""
+    ids = person_ids(3)
+    root = voc_copy(tmp_path, ids)
+    (root / "VOC2012" / "Annotations" / f"{ids[0]}.xml").unlink()
+    code, out = run(capsys, "voc", "--root", str(root), "--split", "val")
+    assert code == 1 and re.search(r"val/boxes\s+error\s+1  files listed but missing \[missing\]", out), out
+    assert f"Annotations/{ids[0]}.xml" in out
+
+
+def test_binary_masks_read_through_the_coco_class_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default COCO map makes 255 background: 0/255 masks would silently train on background alone."""
+    from mobiletasks.data import COCOSegmentationDataModule
+
+    root = voc_copy(tmp_path, person_ids(3), binary_person_mask) / "VOC2012"
+    folders = ("JPEGImages", "SegmentationClass", "JPEGImages", "SegmentationClass")
+    with pytest.raises(ValueError, match=r"hold only the values 0 and 255.*255 is background here"):
+        COCOSegmentationDataModule(root, *folders, crop_size=64, num_workers=0).dataset("train")
+    config = tmp_path / "cocoseg.yaml"
+    config.write_text(
+        "data:\n  class_path: mobiletasks.data.COCOSegmentationDataModule\n  init_args:\n"
+        f"    root: {root}\n    train_images: JPEGImages\n    train_masks: SegmentationClass\n"
+        "    val_images: JPEGImages\n    val_masks: SegmentationClass\n"
+        "model:\n  class_path: mobiletasks.tasks.SegmentationTask\n"
+    )
+    code, out = run(capsys, "--config", str(config))
+    assert code == 1 and "[mask_255]" in out and "val" in out and "the same files as train" in out

@@ -110,16 +110,20 @@ def test_sbd_train_aug_reads_segmentation_class_aug(tmp_path: Path) -> None:
     assert val[0] is not None and val[0][1]["mask"].max() == 0
 
 
-def test_bad_mask_value_errors_naming_the_file(tmp_path: Path) -> None:
+def test_bad_mask_value_errors_naming_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     mask = np.zeros((6, 6), np.uint8)
     mask[2, 2], mask[3, 3] = 30, 21
     voc_fixture(tmp_path, {"bad": mask})
     dataset = VOCSegmentation(tmp_path, "train")
     with pytest.raises(ValueError, match=r"bad\.png holds pixel values \[21, 30\].*0\.\.20, 255"):
-        dataset[0]
+        dataset.check_masks()  # at set-up, from a sample of the masks
     # shapes classes: 6 labels, so 6..254 are errors too
     with pytest.raises(ValueError, match=r"values \[21, 30\].*0\.\.5, 255"):
-        VOCSegmentation(tmp_path, "train", classes=SHAPE_CLASSES)[0]
+        VOCSegmentation(tmp_path, "train", classes=SHAPE_CLASSES).check_masks()
+    # a mask outside the sample, met deep in an epoch: skipped with the same message, not a crash
+    with caplog.at_level(logging.WARNING):
+        assert dataset[0] is None and dataset.skipped == 1
+    assert "bad.png holds pixel values [21, 30]" in caplog.text
 
 
 def test_colour_mask_and_unreadable_image(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -128,10 +132,10 @@ def test_colour_mask_and_unreadable_image(tmp_path: Path, caplog: pytest.LogCapt
     (tmp_path / "VOC2012" / "JPEGImages" / "b.jpg").write_bytes(b"not a jpeg")
     dataset = VOCSegmentation(tmp_path, "train")
     with pytest.raises(ValueError, match=r"a\.png is a 'RGB' image; segmentation masks must be single-channel"):
-        dataset[0]
+        dataset.check_masks()
     with caplog.at_level(logging.WARNING):
-        assert dataset[1] is None and dataset[1] is None
-    assert dataset.skipped == 2 and "b.jpg" in caplog.text
+        assert dataset[0] is None and dataset[1] is None and dataset[1] is None
+    assert dataset.skipped == 3 and "b.jpg" in caplog.text and "a.png is a 'RGB' image" in caplog.text
 
 
 def test_missing_folders_name_the_argument(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def check_main(argv: list[str]) -> int:
             "--config", type=Path, required=True, help="a mobiletasks YAML config: its data, every split"
         )
         args, overrides = parser.parse_known_args(argv)
-        bad = [a for a in overrides if a.startswith("-") and not a.startswith("--data.")]
+        bad = [a for a in overrides if a.startswith("-") and not a.startswith(("--data.", "--data=")) and a != "--data"]
         if bad:
             parser.error(f"unrecognized arguments: {' '.join(bad)} (only --data.* overrides follow --config)")
         args.source = None

@@ -22,6 +22,8 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+# the task settings that decide the model's weights (``BaseTask.configure_models``)
+_ARCHITECTURE = ("model", "num_classes", "model_kwargs", "pretrained_backbone", "loss")
 # ckpt_path values Lightning resolves itself
 _SPECIAL_CHECKPOINTS = ("best", "last", "hpc", "registry")
 
@@ -85,9 +87,11 @@ class MobileTasksCLI(LightningCLI):
         parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        if isinstance(args, list | tuple):
+        if isinstance(args, list | tuple):  # the mobiletasks command passes its own argv: parse it as given
             self.args = list(args)
-        super().parse_arguments(parser, args)
+            self.config = parser.parse_args(self.args)
+        else:
+            super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
@@ -103,7 +107,7 @@ class MobileTasksCLI(LightningCLI):
             return
         # the checkpoint's settings right after the sub-command, so that --config and every argument override them
         at = args.index(subcommand) + 1
-        super().parse_arguments(self.parser, [*args[:at], "--model", json.dumps(model), *args[at:]])
+        self.config = self.parser.parse_args([*args[:at], "--model", json.dumps(model), *args[at:]])
 
     def check_weights_fit(self) -> None:
         """Refuse a checkpoint whose weights do not fit the model this run built, naming the settings that differ."""
@@ -125,12 +129,14 @@ class MobileTasksCLI(LightningCLI):
         found = [f"{len(shapes)} weights of another shape, e.g. {shapes[0]}"] if shapes else []
         found += [f"{len(missing)} weights missing, e.g. {missing[0]}"] if missing else []
         found += [f"{len(extra)} weights the model lacks, e.g. {extra[0]}"] if extra else []
+        # the settings that shape the weights, where they are among those that differ
+        shaping = [d for d in differ if d.split("=")[0] in _ARCHITECTURE] or differ
         saved_class = (self.checkpoint.get("hyper_parameters") or {}).get("_class_path")
         this_class = f"{type(self.model).__module__}.{type(self.model).__name__}"
         reason = (
             f"it was saved from {saved_class}, this run builds {this_class}"
             if saved_class and not this_class.endswith(saved_class.rpartition(".")[2])
-            else "this run sets " + (", ".join(differ) if differ else "other settings")
+            else "this run sets " + (", ".join(shaping) if shaping else "other settings")
         )
         raise ValueError(
             f"checkpoint {path} does not fit the model this run builds ({'; '.join(found)}): {reason}. "

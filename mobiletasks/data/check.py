@@ -32,14 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from tqdm import tqdm
 
 from mobiletasks.data.classification import ClassificationDataset
-from mobiletasks.data.collate import IGNORE_INDEX
 from mobiletasks.data.detection import DetectionDataset, tolerate_missing
 from mobiletasks.data.io import ImageInfo, ImageReadError, inspect_image
-from mobiletasks.data.segmentation_datasets import SegmentationDataset, binary_mask_message
+from mobiletasks.data.segmentation_datasets import MaskPattern, SegmentationDataset, read_mask
 
 Severity = Literal["error", "warning", "info"]
 
@@ -71,7 +69,7 @@ CHECKS: dict[str, Check] = {
     "rotated": Check("warning", "images turned by their EXIF orientation", "annotate the upright image"),
     "clipped": Check("warning", "boxes partly outside their image", "none: clipped to the image"),
     "degenerate": Check("warning", "boxes without area", "none: dropped"),
-    "empty": Check("info", "images without objects", "none: kept as negatives (keep_empty)"),
+    "empty": Check("info", "images without objects", "none: negatives, kept in evaluation"),
 }
 
 
@@ -79,6 +77,7 @@ CHECKS: dict[str, Check] = {
 class Finding:
     count: int = 0
     examples: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # each file (example) is counted once
 
 
 @dataclass
@@ -87,11 +86,15 @@ class Report:
 
     images: dict[str, int] = field(default_factory=dict)
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # per split, a line that is not a finding
 
     def add(self, split: str, check: str, example: str = "", count: int = 1) -> None:
         if count <= 0:
             return
         finding = self.findings.setdefault((split, check), Finding())
+        if example in finding.seen:
+            return
+        finding.seen.add(example)
         finding.count += count
         if example and len(finding.examples) < 3:
             finding.examples.append(example)
@@ -102,13 +105,15 @@ class Report:
 
     def table(self) -> str:
         """The summary: one line per split and check found, with an example and the fix."""
-        splits = list(dict.fromkeys([*self.images, *(split for split, _ in self.findings)]))
+        splits = list(dict.fromkeys([*self.images, *(split for split, _ in self.findings), *self.notes]))
         w = max([5, *map(len, splits)]) + 2
         lines = [f"{'split':<{w}}{'severity':<10}{'count':>7}  problem"]
         order = {"error": 0, "warning": 1, "info": 2}
         for split in splits:
             if split in self.images:
-                lines.append(f"{split:<{w}}{'':<10}{self.images[split]:>7}  images read")
+                lines.append(f"{split:<{w}}{'':<10}{self.images[split]:>7}  images checked")
+            if split in self.notes:
+                lines.append(f"{split:<{w}}{'':<17}  {self.notes[split]}")
             rows = [(check, f) for (s, check), f in self.findings.items() if s == split]
             for check, finding in sorted(rows, key=lambda r: order[CHECKS[r[0]].severity]):
                 info = CHECKS[check]
@@ -124,11 +129,14 @@ class Report:
 def build(report: Report, split: str, make: Callable[[], Any]) -> Any | None:
     """The dataset ``make()`` builds (files allowed to be missing), or None after reporting why it cannot be."""
     try:
-        with tolerate_missing():
-            return make()
+        with tolerate_missing() as missing:
+            dataset = make()
     except (ValueError, FileNotFoundError, OSError) as err:
         report.add(split, "setup", str(err))
         return None
+    for path in missing:  # annotation files too, whose entries the dataset then leaves out
+        report.add(split, "missing", str(path))
+    return dataset
 
 
 def check_dataset(report: Report, split: str, dataset: Any, progress: bool = True) -> None:
@@ -183,14 +191,14 @@ def _check_detection(report: Report, split: str, dataset: DetectionDataset, prog
     source = getattr(dataset, "annotations", None) or getattr(dataset, "root", "")
     report.add(split, "clipped", f"{source}: {stats.get('clipped', 0)} boxes", stats.get("clipped", 0))
     report.add(split, "degenerate", f"{source}: {stats.get('dropped', 0)} boxes", stats.get("dropped", 0))
-    empty = [r.file_name for r in dataset.records if r.boxes is not None and len(r.boxes) == 0]
+    empty = [str(r.path) for r in dataset.records if r.boxes is not None and len(r.boxes) == 0]
     for name in empty:
         report.add(split, "empty", name)
 
 
 def _check_segmentation(report: Report, split: str, dataset: SegmentationDataset, progress: bool) -> None:
     report.images[split] = len(dataset.records)
-    objects = ignored = 0
+    pattern = MaskPattern(dataset.lut)
     for _, record in _scan(dataset.records, split, progress):
         info = _inspect(report, split, record.path)
         if record.mask is None:
@@ -199,7 +207,8 @@ def _check_segmentation(report: Report, split: str, dataset: SegmentationDataset
             report.add(split, "missing", str(record.mask))
             continue
         try:
-            labels = dataset.load_mask(record.mask)
+            raw = read_mask(record.mask)
+            labels = dataset.labels_of(raw, record.mask)
         except ImageReadError as err:
             report.add(split, "unreadable", str(err))
             continue
@@ -209,11 +218,10 @@ def _check_segmentation(report: Report, split: str, dataset: SegmentationDataset
         if info is not None and labels.shape != (info.height, info.width):
             shape = f"{labels.shape[1]}x{labels.shape[0]}"
             report.add(split, "mask_size", f"{record.mask} is {shape}, its image {info.width}x{info.height}")
-        objects += bool(np.any((labels > 0) & (labels != IGNORE_INDEX)))
-        ignored += bool(np.any(labels == IGNORE_INDEX))
+        pattern.add(raw, labels)
     labelled = [r.mask for r in dataset.records if r.mask is not None]
-    if ignored and not objects and labelled:
-        report.add(split, "mask_255", binary_mask_message(labelled[0].parent, len(labelled), dataset.class_names))
+    if pattern.binary_255() and labelled:
+        report.add(split, "mask_255", pattern.message(labelled[0].parent, dataset.class_names))
 
 
 def _files(dataset: Any) -> list[Path]:
@@ -230,6 +238,7 @@ def check_datamodule(datamodule: Any, progress: bool = True) -> Report:
     if callable(prepare):
         prepare()  # the generated Shapes datasets are written on first use
     checked: list[list[Path]] = []
+    checked_splits: list[str] = []
     for split in ("train", "val", "test", "predict"):
         if split == "predict" and datamodule.predict_images is None:
             continue  # prediction reads the val split
@@ -237,9 +246,11 @@ def check_datamodule(datamodule: Any, progress: bool = True) -> Report:
         if dataset is None:
             continue
         files = _files(dataset)
-        if files in checked:
-            continue  # e.g. the test split reads the val files
+        if files in checked:  # e.g. the test split reads the val files
+            report.notes[split] = f"the same files as {checked_splits[checked.index(files)]} (checked there)"
+            continue
         checked.append(files)
+        checked_splits.append(split)
         check_dataset(report, split, dataset, progress)
     return report
 

@@ -86,27 +86,31 @@ def missing_files(paths: Iterable[Path]) -> list[Path]:
     return missing
 
 
-_TOLERATE_MISSING: ContextVar[bool] = ContextVar("tolerate_missing", default=False)
+_MISSING: ContextVar[list[Path] | None] = ContextVar("missing_files", default=None)
 
 
 @contextmanager
-def tolerate_missing() -> Iterator[None]:
-    """Within this block datasets are built even when listed files are missing (for ``mobiletasks data check``,
-    which then reports every missing file instead of the first few)."""
-    token = _TOLERATE_MISSING.set(True)
+def tolerate_missing() -> Iterator[list[Path]]:
+    """Within this block datasets are built even when listed files are missing, and the list it gives collects
+    them (for ``mobiletasks data check``, which reports every missing file instead of the first few)."""
+    missing: list[Path] = []
+    token = _MISSING.set(missing)
     try:
-        yield
+        yield missing
     finally:
-        _TOLERATE_MISSING.reset(token)
+        _MISSING.reset(token)
 
 
 def raise_if_missing(paths: Iterable[Path], what: str, fix: str) -> list[Path]:
     """FileNotFoundError listing the first few missing files and their number; within :func:`tolerate_missing`
-    the missing files are returned instead."""
+    the missing files are collected and returned instead."""
     missing = missing_files(paths)
-    if missing and not _TOLERATE_MISSING.get():
+    sink = _MISSING.get()
+    if missing and sink is None:
         shown = ", ".join(str(p) for p in missing[:_SHOW]) + (", ..." if len(missing) > _SHOW else "")
         raise FileNotFoundError(f"{len(missing)} {what} missing: {shown}; {fix}")
+    if sink is not None:
+        sink.extend(missing)
     return missing
 
 

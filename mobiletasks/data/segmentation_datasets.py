@@ -8,12 +8,14 @@ them (the palette only colours the indices, which are what is read) or a graysca
 Bad data, by kind:
 
 - a missing folder, list, image or mask: ``FileNotFoundError`` when the dataset is built;
-- a pixel value with no class (e.g. 21..254 in VOC): ``ValueError`` naming the mask file when the sample is
-  loaded (an error rather than a skip: it means a wrong class list or a corrupt dataset, which skipping
-  would hide);
-- an image or mask that cannot be decoded, or an image whose size differs from its mask's: the sample is
-  skipped as in detection (a warning, ``dataset.skipped`` counts it, ``__getitem__`` returns None and
-  :func:`~mobiletasks.data.collate.segmentation_collate` leaves it out).
+- a pixel value with no class (e.g. 21..254 in VOC), a colour picture instead of an index mask, or masks that
+  hold only 0 and 255 (objects saved as 255, which means "ignore"): ``ValueError`` naming the mask (folder)
+  and the fix, at set-up, from a sample of the split's masks (:meth:`SegmentationDataset.check_masks`; a
+  wrong class list or a binary dataset shows in any sample);
+- an image or mask that cannot be decoded, a mask outside the sample with values that are no class, or an
+  image whose size differs from its mask's: the sample is skipped as in detection (a warning naming the file,
+  ``dataset.skipped`` counts it, ``__getitem__`` returns None; see :mod:`mobiletasks.data.skips` for what
+  each split does then), never a crash deep in an epoch.
 """
 
 from __future__ import annotations
@@ -122,9 +124,12 @@ class SegmentationDataset(Dataset):
 
     def load_mask(self, path: Path) -> np.ndarray:
         """The labels of mask ``path``, int64 [H, W]; ValueError naming the file on a pixel value with no class."""
-        labels = self.lut[read_mask(path)]
+        return self.labels_of(read_mask(path), path)
+
+    def labels_of(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """The labels of the pixel values ``raw`` of mask ``path``; ValueError on a value with no class."""
+        labels = self.lut[raw]
         if (labels == INVALID).any():
-            raw = read_mask(path)
             bad = np.unique(raw[labels == INVALID]).tolist()
             valid = np.flatnonzero(self.lut != INVALID).tolist()
             raise ValueError(
@@ -146,16 +151,15 @@ class SegmentationDataset(Dataset):
         if not labelled:
             return
         picks = labelled[:: max(1, len(labelled) // sample)][:sample]
-        objects = ignored = 0
+        pattern = MaskPattern(self.lut)
         for path in picks:
             try:
-                labels = self.load_mask(path)
+                raw = read_mask(path)
             except ImageReadError:
                 continue  # skipped (and counted) when the sample is loaded
-            objects += bool(((labels > 0) & (labels != IGNORE_INDEX)).any())
-            ignored += bool((labels == IGNORE_INDEX).any())
-        if ignored and not objects:
-            raise ValueError(binary_mask_message(picks[0].parent, len(picks), self.class_names))
+            pattern.add(raw, self.labels_of(raw, path))
+        if pattern.binary_255():
+            raise ValueError(pattern.message(picks[0].parent, self.class_names))
 
     def __getitem__(self, index: int) -> Sample | None:
         record = self.records[index]
@@ -163,7 +167,7 @@ class SegmentationDataset(Dataset):
         try:
             image = read_image(record.path)
             mask = None if record.mask is None else self.load_mask(record.mask)
-        except ImageReadError as err:
+        except ValueError as err:  # ImageReadError too: unreadable, or values that are no class
             self._skip(record, str(err))
             return None
         if mask is None:  # an image to predict on
@@ -189,16 +193,44 @@ class SegmentationDataset(Dataset):
         return f"{type(self).__name__}({len(self)} images, {len(self.class_names)} classes, transform={self.transform})"
 
 
-def binary_mask_message(folder: Path, checked: int, class_names: Sequence[str]) -> str:
-    """The error for masks that hold only background (0) and 255: 255 means "ignore"."""
-    first = class_names[1] if len(class_names) > 1 else "object"
-    return (
-        f"the masks in {folder} hold only background (0) and 255 ({checked} checked): 255 means 'ignore' (VOC's "
-        "boundary band), so every object pixel would be left out of training and of the metrics. If 255 marks "
-        f"your objects, save each object pixel as its class index (1 for {first!r}, e.g. mask // 255 for one "
-        "class), or with COCOSegmentationDataModule map the values with classes_json, e.g. "
-        f'{{"0": "background", "255": "{first}"}}'
-    )
+class MaskPattern:
+    """Over the masks of a split: whether any holds a pixel of an object class, and how many hold nothing but
+    0 and 255 while 255 is no object class here (``lut``): objects saved as 255, which means "ignore"."""
+
+    def __init__(self, lut: np.ndarray) -> None:
+        self.lut = lut
+        self.objects = self.binary = self.checked = 0
+        self.values: set[int] = set()
+
+    def add(self, raw: np.ndarray, labels: np.ndarray) -> None:
+        """One mask: its pixel values ``raw`` and their ``labels``."""
+        self.checked += 1
+        self.objects += bool(((labels > 0) & (labels != IGNORE_INDEX)).any())
+        if bool((raw == IGNORE_INDEX).any()) and bool(np.isin(raw, (0, IGNORE_INDEX)).all()):
+            self.binary += 1
+            self.values.update(np.unique(raw).tolist())
+
+    def binary_255(self) -> bool:
+        """No mask shows an object, and some hold only 0 and 255 where 255 is not an object class."""
+        return self.binary > 0 and not self.objects and int(self.lut[IGNORE_INDEX]) in (0, IGNORE_INDEX)
+
+    def message(self, folder: Path, class_names: Sequence[str]) -> str:
+        """The error naming the folder, what 255 means here, and how to encode the objects."""
+        first = class_names[1] if len(class_names) > 1 else "object"
+        values = " and ".join(str(v) for v in sorted(self.values))
+        meaning = "means 'ignore' (VOC's boundary band)" if self.lut[IGNORE_INDEX] == IGNORE_INDEX else "is background"
+        encode = (
+            f"save each object pixel as 1, the index of {first!r} (mask // 255)"
+            if len(class_names) == 2
+            else f"save each object pixel as its class index, 1 to {len(class_names) - 1} (1 = {first!r}; with "
+            "one object class, mask // 255)"
+        )
+        return (
+            f"the masks in {folder} hold only the values {values} ({self.binary} of {self.checked} checked, none "
+            f"with an object class): 255 {meaning} here, so no object pixel would be learned or scored. If 255 "
+            f"marks your objects, {encode}, or read the masks with COCOSegmentationDataModule and a classes_json "
+            f'that names 255, e.g. {{"0": "background", "255": "{first}"}}'
+        )
 
 
 def _ranges(values: list[int]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from torch import Tensor
 from .coco_json import ImageId, complete_dataset, describe, id_order, is_image_id, is_number, read_json, read_results
 
 PathLike = str | Path
+log = logging.getLogger(__name__)
 
 # the twelve numbers of COCOeval.stats, in its order
 STAT_NAMES: tuple[str, ...] = (
@@ -240,5 +242,7 @@ def evaluate_results_file(annotations: PathLike, results: PathLike) -> dict[str,
                 f"{annotations} does not have (its {key}s are like {describe(example)}); evaluate the results "
                 "against the annotations of the same split, with ids of the same type"
             )
+    if not anns:
+        log.warning("results file %s holds no detection: every stat is 0", results)
     stats, _ = run_cocoeval(coco_gt, anns)
     return stats
