@@ -28,8 +28,19 @@ class ModelSummary:
         return asdict(self)
 
 
+def resized_to(model: nn.Module) -> tuple[int, int] | None:
+    """(H, W) that a model resizes every input to before its network (torchvision's detection transform with a
+    ``fixed_size``, as the SSD detectors have), or None when the network sees the input as it is."""
+    fixed = getattr(getattr(model, "transform", None), "fixed_size", None)
+    return (int(fixed[0]), int(fixed[1])) if fixed is not None else None
+
+
 def model_summary(model: nn.Module, input_size: int | tuple[int, int] = 224) -> ModelSummary:
     """Count ``model``'s parameters and its MACs for one ``3 x H x W`` image in eval mode.
+
+    Raises:
+        ValueError: a bad ``input_size``, or a model that resizes its input to another size (a detector built
+            for 320 counted at 640): the count would not be that of ``input_size``.
 
     Example:
         >>> from mobiletasks import create_model
@@ -40,6 +51,13 @@ def model_summary(model: nn.Module, input_size: int | tuple[int, int] = 224) -> 
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"input_size must be N or (H, W) with positive sides, got {input_size!r}")
+    fixed = resized_to(model)
+    if fixed is not None and fixed != size:
+        raise ValueError(
+            f"{type(model).__name__} resizes every image to {fixed[1]}x{fixed[0]} (its size), so its MACs at "
+            f"{size[1]}x{size[0]} would be those of {fixed[1]}x{fixed[0]}: build it for that input "
+            f"(create_model(..., size={size[0]})) or count at {fixed[0]}"
+        )
     params = list(model.parameters())
     norm = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
     was_training = model.training

@@ -63,8 +63,9 @@ def find_hub_file(patterns: tuple[str, ...], name: str) -> Path:
 def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: str = "") -> nn.Module:
     """Load ``pretrained`` (a path, or True for the hub cache) into ``model`` and return it.
 
-    A model whose number of classes differs from the file's keeps its fresh class head (with a warning),
-    as fine-tuning wants: ``classifier.`` for classifiers, the model's ``class_head_prefix`` otherwise.
+    A file may lack BatchNorm's ``num_batches_tracked`` buffers, as PyTorch's strict loading allows. A model
+    whose number of classes differs from the file's keeps its fresh class head (with a warning), as
+    fine-tuning wants: ``classifier.`` for classifiers, the model's ``class_head_prefix`` otherwise.
     Feature extractors ignore the keys of layers they do not build. Anything else that does not fit raises
     ``ValueError`` naming the file and the keys.
     """
@@ -83,7 +84,7 @@ def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: 
         state = convert(state)
     own = model.state_dict()
     state = _strip_prefix(state, own)
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not optional_key(k)]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     # the layers whose shape follows num_classes: "classifier." unless the model names its own
@@ -111,6 +112,12 @@ def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: 
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh}, strict=False)
     return model
+
+
+def optional_key(key: str) -> bool:
+    """Keys a state dict may lack: BatchNorm's ``num_batches_tracked``, which converters from TF or Caffe and
+    PyTorch before 0.4.1 do not write, and which PyTorch's own strict ``load_state_dict`` fills in."""
+    return key.rpartition(".")[2] == "num_batches_tracked"
 
 
 def _strip_prefix(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -13,6 +13,7 @@ import torchvision
 
 from mobiletasks import create_model, list_models, model_summary
 from mobiletasks.cli import main
+from mobiletasks.summary import resized_to
 
 
 @pytest.mark.parametrize(
@@ -38,7 +39,9 @@ def test_input_size_and_training_mode_restored() -> None:
 def test_summary_json_for_every_model(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", name, "--json", "--input-size", "160"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    expected = model_summary(create_model(name), 160)
+    resizes = resized_to(create_model(name)) is not None  # a detector is built for the size asked
+    assert printed["kwargs"] == ({"size": 160} if resizes else {})
+    expected = model_summary(create_model(name, **printed["kwargs"]), 160)
     assert printed["params"] == expected.params and printed["macs"] == expected.macs
     assert isinstance(printed["params"], int) and isinstance(printed["macs"], int)
 
@@ -93,3 +96,15 @@ def test_console_script() -> None:
     for cmd in ([script_cmd, *args], [sys.executable, "-m", "mobiletasks", *args]):
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         assert round(json.loads(out)["macs"] / 1e6) == 186  # V1 Table 7, 1.0 MobileNet-128
+
+
+def test_a_detector_is_counted_at_the_size_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    """The SSD detectors resize every image to their ``size``: a count at another size would be mislabelled."""
+    model = create_model("ssdlite_mobilenet_v2", num_classes=80)
+    with pytest.raises(ValueError, match=r"resizes every image to 320x320.*size=640"):
+        model_summary(model, 640)
+    assert main(["summary", "ssdlite_mobilenet_v2", "--input-size", "640", "num_classes=80", "--json"]) == 0
+    at_640 = json.loads(capsys.readouterr().out)
+    assert at_640["kwargs"]["size"] == 640 and at_640["input_size"] == [640, 640]
+    at_320 = model_summary(model, 320).macs
+    assert 3.8 < at_640["macs"] / at_320 < 4.2  # four times the pixels

@@ -22,6 +22,8 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from ..weights import optional_key
+
 # the task settings that decide the model's weights (``BaseTask.configure_models``)
 _ARCHITECTURE = ("model", "num_classes", "model_kwargs", "pretrained_backbone", "loss")
 # ckpt_path values Lightning resolves itself
@@ -116,7 +118,7 @@ class MobileTasksCLI(LightningCLI):
         saved: dict[str, Any] = self.checkpoint["state_dict"]
         own = self.model.state_dict()
         shapes = [k for k in own if k in saved and tuple(saved[k].shape) != tuple(own[k].shape)]
-        missing = [k for k in own if k not in saved]
+        missing = [k for k in own if k not in saved and not optional_key(k)]
         extra = [k for k in saved if k not in own]
         hparams = {k: v for k, v in (self.checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
         ours = dict(getattr(self.model, "hparams", {}))

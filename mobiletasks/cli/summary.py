@@ -10,7 +10,7 @@ import yaml
 
 from ..factory import create_model
 from ..registry import list_backbones, list_models
-from ..summary import model_summary
+from ..summary import model_summary, resized_to
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +29,13 @@ def main(argv: list[str]) -> int:
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     size = args.input_size or getattr(model, "default_input_size", 224)
-    summary = model_summary(model, size)
+    if resized_to(model) not in (None, (size, size)) and "size" not in kwargs:
+        kwargs["size"] = size  # a detector resizes to its own size: build it for the size asked
+        model = create_model(args.name, **kwargs)
+    try:
+        summary = model_summary(model, size)
+    except ValueError as err:
+        parser.error(str(err))
     if args.json:
         print(json.dumps({"model": args.name, "kwargs": kwargs, **summary.to_dict()}))
         return 0

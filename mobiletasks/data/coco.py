@@ -85,6 +85,8 @@ class COCODetection(DetectionDataset):
 
     Raises:
         FileNotFoundError: the folder, the json or image files listed in the json are missing.
+        ValueError: the split holds no image (an empty ``images`` list, or no image with a box and
+            ``keep_empty=False``): no metric could mean anything.
         ValueError: the json cannot be completed as :func:`~mobiletasks.evaluation.coco_json.complete_dataset`
             says (an unknown category or image id, a bbox that is not four finite numbers, an image id that
             is neither an int nor a str, ...), or an image lacks its file_name or has a bad size (the
@@ -111,6 +113,12 @@ class COCODetection(DetectionDataset):
             raise ValueError(f"COCO annotation file {self.annotations} lists no categories")
         self.class_names = [str(self.coco.cats[c]["name"]) for c in self.category_ids]
         self.records, self.stats = self._build_records(keep_empty)
+        if not self.records:
+            raise ValueError(
+                f"COCO annotation file {self.annotations} lists no images"
+                + ("" if keep_empty or not self.coco.imgs else " with a box (keep_empty=False leaves out the others)")
+                + ": there is nothing to train on or score; point the split to its images and annotations"
+            )
         raise_if_missing(
             (r.path for r in self.records),
             f"image files listed in {self.annotations} are",

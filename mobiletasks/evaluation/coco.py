@@ -188,6 +188,12 @@ class COCOEvaluator:
                     f"image {image_id}: {len(boxes)} boxes, {len(labels)} labels and {len(scores)} scores; "
                     "a prediction needs one label and one score per box"
                 )
+            inverted = (boxes[:, 2:] < boxes[:, :2]).any(dim=1)
+            if bool(inverted.any()):
+                raise ValueError(
+                    f"image {describe(image_id)}: {int(inverted.sum())} predicted boxes have x2 < x1 or y2 < y1 "
+                    f"(e.g. {boxes[inverted][0].tolist()}); pass boxes as xyxy pixels, corners in that order"
+                )
             bad = labels[(labels < 0) | (labels >= num_classes)]
             if len(bad):
                 raise ValueError(

@@ -242,8 +242,9 @@ def read_results(path: PathLike) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not json, not a list of objects, or a detection lacks a key or has a bad bbox or score
-            (the message names the file and the detection's index).
+        ValueError: not json, not a list of objects, or a detection lacks a key or has a bad bbox (not four
+            finite numbers, or a negative width or height) or score (the message names the file and the
+            detection's index).
     """
     anns = read_json(path, "results")
     if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
@@ -266,4 +267,12 @@ def read_results(path: PathLike) -> list[dict[str, Any]]:
             )
         if not (is_number(score) and math.isfinite(score)):
             raise ValueError(f"results file {path}: detection {i} has score {score!r}; it needs a finite number")
+    negative = [i for i, ann in enumerate(anns) if ann["bbox"][2] < 0 or ann["bbox"][3] < 0]
+    if negative:
+        i = negative[0]
+        raise ValueError(
+            f"results file {path}: {len(negative)} of {len(anns)} detections have a negative width or height (e.g. "
+            f"detection {i}: bbox {anns[i]['bbox']!r}), which no box has and pycocotools scores as misses: a COCO "
+            "bbox is [x, y, width, height]; were corners [x1, y1, x2, y2] converted with their order swapped?"
+        )
     return anns

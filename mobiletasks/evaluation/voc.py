@@ -111,6 +111,13 @@ class VOCEvaluator:
                     "difficult flags; it needs one label (and flag) per box"
                 )
             boxes = pred["boxes"].detach().to("cpu", torch.float32).reshape(-1, 4)
+            inverted = (boxes[:, 2:] < boxes[:, :2]).any(dim=1)
+            if bool(inverted.any()):
+                raise ValueError(
+                    f"{int(inverted.sum())} predicted boxes have x2 < x1 or y2 < y1 "
+                    f"(e.g. {boxes[inverted][0].tolist()}); "
+                    "pass boxes as xyxy pixels, corners in that order"
+                )
             labels = self._check_labels(pred["labels"], "prediction")
             scores = pred["scores"].detach().to("cpu", torch.float64).reshape(-1)
             if not len(boxes) == len(labels) == len(scores):
