@@ -200,7 +200,9 @@ def test_balanced_pos_weight_from_the_training_split(tmp_path: Path) -> None:
 
     dm = CelebADataModule(write_celeba(tmp_path / "celeba"), image_size=32, batch_size=4, num_workers=0)
     task = AttributeTask(num_classes=40, pos_weight="balanced", model_kwargs=SMALL)
-    trainer = L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
+    )
     trainer.fit(task, datamodule=dm)
     targets = torch.as_tensor(dm.dataset("train").targets)
     positives = targets.sum(0)

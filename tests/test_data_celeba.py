@@ -243,7 +243,11 @@ def test_missing_images(tmp_path: Path) -> None:
     (root / "img_align_celeba" / "000002.jpg").unlink()
     dm = module(root)
     assert len(dm.dataset("train")) == 1  # only the split's images are checked
-    with pytest.raises(FileNotFoundError, match=r"1 CelebA val images are missing: .*000002.jpg; download img_align"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"1 CelebA val images are missing: .*000002\.jpg \(looked for 000002\.jpg in .*img_align_celeba, which holds 2 "
+        r"files \(000001\.jpg, 000003\.jpg\)\); download img_align",
+    ):
         dm.dataset("val")
 
 

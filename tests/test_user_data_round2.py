@@ -123,3 +123,23 @@ def test_inverted_predicted_boxes_are_refused() -> None:
     coco.createIndex()
     with pytest.raises(ValueError, match=r"image 1 \(int\): 1 predicted boxes have x2 < x1"):
         COCOEvaluator(coco).update([pred], [{"image_id": 1}])
+
+
+def test_checkpoint_of_a_data_module_given_paths_loads_weights_only(tmp_path: Path) -> None:
+    """Python users pass ``Path`` objects: the checkpoint must still hold plain data (weights_only=True)."""
+    import lightning as L
+    from celeba_layout import write_celeba
+
+    from mobiletasks.data import CelebADataModule
+    from mobiletasks.tasks import AttributeTask
+
+    root = write_celeba(tmp_path / "celeba")
+    dm = CelebADataModule(root, image_size=32, batch_size=4, num_workers=0)
+    task = AttributeTask(num_classes=40, model_kwargs={"width_mult": 0.25})
+    trainer = L.Trainer(
+        max_steps=1, limit_val_batches=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
+    trainer.fit(task, datamodule=dm)
+    (last,) = tmp_path.rglob("last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["datamodule_hyper_parameters"]["root"] == str(root)

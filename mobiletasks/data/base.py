@@ -4,7 +4,8 @@ factory. Subclasses set ``collate_fn`` and the per-split transforms, and impleme
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ from mobiletasks.data.skips import ReplaceUnreadable
 PathLike = str | Path
 SPLITS = ("train", "val", "test", "predict")
 _STAGES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+def plain_paths(hparams: MutableMapping[str, Any]) -> None:
+    """Turn ``Path`` values of saved hyperparameters into strings, so a checkpoint holds plain data and loads with
+    ``torch.load(..., weights_only=True)`` (a ``PosixPath`` is a pickled object it refuses)."""
+    for key, value in hparams.items():
+        if isinstance(value, Path):
+            hparams[key] = str(value)
+        elif isinstance(value, list | tuple) and any(isinstance(v, Path) for v in value):
+            hparams[key] = type(value)(str(v) if isinstance(v, Path) else v for v in value)
 
 
 def check_split(split: str, choices: Sequence[str] = SPLITS) -> None:
@@ -54,6 +65,11 @@ class SplitDataModule(L.LightningDataModule):
         self.test_aug: Any = None
         self.predict_aug: Any = None
         self.datasets: dict[str, Dataset] = {}
+
+    def save_hyperparameters(self, *args: Any, frame: Any = None, **kwargs: Any) -> None:
+        """Lightning's, with ``Path`` arguments saved as strings (:func:`plain_paths`)."""
+        super().save_hyperparameters(*args, frame=frame or inspect.currentframe().f_back, **kwargs)  # type: ignore[union-attr]
+        plain_paths(self.hparams)
 
     @property
     def class_names(self) -> list[str]:

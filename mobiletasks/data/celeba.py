@@ -27,7 +27,7 @@ import numpy as np
 
 from mobiletasks.data.base import PathLike
 from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
-from mobiletasks.data.detection import raise_if_missing
+from mobiletasks.data.files import find_files
 
 __all__ = ["CelebADataModule", "read_attribute_names", "read_attributes", "read_partition"]
 
@@ -283,6 +283,6 @@ class CelebADataModule(ClassificationDataModule):
         images = self.folder / self.image_dir
         paths = [images / files[i] for i in rows]
         fix = f"download img_align_celeba.zip from the CelebA Img/ folder and unzip it into {images.parent}"
-        raise_if_missing(paths, f"CelebA {split} images are", fix)
+        paths = find_files(paths, f"CelebA {split} images", fix)
         targets = (values[rows][:, self._columns] == 1).astype(np.float32)
         return ClassificationDataset(paths, targets, names, images, self.split_transform(split))

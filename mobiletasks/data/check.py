@@ -35,7 +35,8 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from mobiletasks.data.classification import ClassificationDataset
-from mobiletasks.data.detection import DetectionDataset, tolerate_missing
+from mobiletasks.data.detection import DetectionDataset
+from mobiletasks.data.files import tolerate_missing
 from mobiletasks.data.io import ImageInfo, ImageReadError, inspect_image
 from mobiletasks.data.segmentation_datasets import MaskPattern, SegmentationDataset, read_mask
 

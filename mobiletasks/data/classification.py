@@ -13,6 +13,7 @@ crop (:mod:`mobiletasks.data.transforms`). An image that cannot be decoded is sk
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,13 +25,14 @@ from torch.utils.data import Dataset
 
 from mobiletasks.data.base import PathLike, SplitDataModule, check_split
 from mobiletasks.data.collate import classification_collate
-from mobiletasks.data.io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
+from mobiletasks.data.io import ImageReadError, list_images, read_image, split_images, warn_passed_over
 from mobiletasks.data.skips import SkipLog
 from mobiletasks.data.transforms import classification_eval_transform, classification_train_transform
 
 if TYPE_CHECKING:
     from mobiletasks.evaluation.classification import AttributeEvaluator, ClassificationEvaluator
 
+logger = logging.getLogger(__name__)
 __all__ = ["ClassificationDataModule", "ClassificationDataset", "ImageFolderDataModule"]
 
 ImageTransform = Callable[[np.ndarray], Tensor]
@@ -222,14 +224,29 @@ class ImageFolderDataModule(ClassificationDataModule):
                 f"{split} folder {folder} has class folders the train folder lacks: {', '.join(unknown[:5])}; "
                 "every class must have training images"
             )
-        paths, labels = [], []
+        paths, labels, passed_over, empty = [], [], [], []
         for class_dir in classes:
-            files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files, others = split_images(class_dir)
             if not files and split == "train":
-                raise ValueError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                found = f"; it holds {len(others)} other files, e.g. {others[0].name}" if others else ""
+                raise ValueError(f"class folder {class_dir} holds no images (files Pillow reads, by suffix){found}")
+            if not files:
+                empty.append(class_dir.name)
             paths += files
             labels += [index[class_dir.name]] * len(files)
+            passed_over += others
         if not paths:
             raise ValueError(f"{split} folder {folder} holds no images in class folders")
+        warn_passed_over(folder, passed_over)
+        absent = [name for name in self.class_names if name not in {p.name for p in classes}] + empty
+        if absent:
+            logger.warning(
+                "%s folder %s has no images of %d of the %d classes (%s): its metrics do not cover them",
+                split,
+                folder,
+                len(absent),
+                self.num_classes,
+                ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else ""),
+            )
         targets = np.asarray(labels, dtype=np.int64)
         return ClassificationDataset(paths, targets, self.class_names, folder, self.split_transform(split))

@@ -20,8 +20,8 @@ from mobiletasks.data.detection import (
     Record,
     Transform,
     clean_boxes,
-    raise_if_missing,
 )
+from mobiletasks.data.files import find_files
 from mobiletasks.evaluation.coco import load_coco
 from mobiletasks.evaluation.coco_json import ImageId, describe, id_order, is_int, is_number, read_json
 
@@ -119,11 +119,13 @@ class COCODetection(DetectionDataset):
                 + ("" if keep_empty or not self.coco.imgs else " with a box (keep_empty=False leaves out the others)")
                 + ": there is nothing to train on or score; point the split to its images and annotations"
             )
-        raise_if_missing(
-            (r.path for r in self.records),
-            f"image files listed in {self.annotations} are",
+        paths = find_files(
+            [r.path for r in self.records],
+            f"image files listed in {self.annotations}",
             f"check that images={self.images} is the folder of this split",
         )
+        for record, path in zip(self.records, paths, strict=True):
+            record.path = path
         self._log_stats(self.annotations)
 
     def label_to_category_id(self, label: int) -> int:

@@ -14,9 +14,7 @@ treats skipped samples is in :mod:`mobiletasks.data.skips`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,6 @@ Sample = tuple[Tensor, dict[str, Any]]
 # (uint8 image [H, W, 3], boxes [N, 4]) -> (image Tensor [3, H', W'], boxes [K, 4], kept rows [K]);
 # mobiletasks.data.transforms.DetectionTransform is one
 Transform = Callable[[np.ndarray, np.ndarray], tuple[Tensor, Tensor, Tensor]]
-_SHOW = 5  # file names listed in an error
 
 
 @dataclass
@@ -71,47 +68,6 @@ def clean_boxes(boxes: np.ndarray, width: float, height: float) -> tuple[np.ndar
     keep = (single[:, 2] > single[:, 0]) & (single[:, 3] > single[:, 1])  # False for NaN too
     changed = np.any(clipped != boxes, axis=1) & keep
     return single, keep, int(changed.sum())
-
-
-def missing_files(paths: Iterable[Path]) -> list[Path]:
-    """The paths that do not exist; one directory listing per folder instead of a stat per file."""
-    listed: dict[Path, set[str]] = {}
-    missing = []
-    for path in paths:
-        folder = path.parent
-        if folder not in listed:
-            listed[folder] = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-        if path.name not in listed[folder]:
-            missing.append(path)
-    return missing
-
-
-_MISSING: ContextVar[list[Path] | None] = ContextVar("missing_files", default=None)
-
-
-@contextmanager
-def tolerate_missing() -> Iterator[list[Path]]:
-    """Within this block datasets are built even when listed files are missing, and the list it gives collects
-    them (for ``mobiletasks data check``, which reports every missing file instead of the first few)."""
-    missing: list[Path] = []
-    token = _MISSING.set(missing)
-    try:
-        yield missing
-    finally:
-        _MISSING.reset(token)
-
-
-def raise_if_missing(paths: Iterable[Path], what: str, fix: str) -> list[Path]:
-    """FileNotFoundError listing the first few missing files and their number; within :func:`tolerate_missing`
-    the missing files are collected and returned instead."""
-    missing = missing_files(paths)
-    sink = _MISSING.get()
-    if missing and sink is None:
-        shown = ", ".join(str(p) for p in missing[:_SHOW]) + (", ..." if len(missing) > _SHOW else "")
-        raise FileNotFoundError(f"{len(missing)} {what} missing: {shown}; {fix}")
-    if sink is not None:
-        sink.extend(missing)
-    return missing
 
 
 def untransformed(image: np.ndarray, boxes: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:

@@ -31,7 +31,7 @@ import scipy.io
 
 from mobiletasks.data.base import PathLike
 from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
-from mobiletasks.data.detection import raise_if_missing
+from mobiletasks.data.files import find_files
 
 __all__ = ["CUBDataModule", "StanfordDogsDataModule", "read_dogs_list"]
 
@@ -185,7 +185,7 @@ class StanfordDogsDataModule(ClassificationDataModule):
                 f"Dogs page, {DOGS_URL}, and unpack it into {self.root}"
             )
         paths = [images / file for file in files]
-        raise_if_missing(paths, "Stanford Dogs images are", f"download Images/ (images.tar) from {DOGS_URL}")
+        paths = find_files(paths, "Stanford Dogs images", f"download Images/ (images.tar) from {DOGS_URL}")
         return ClassificationDataset(paths, labels, self.class_names, images, self.split_transform(split))
 
 
@@ -326,7 +326,7 @@ class CUBDataModule(ClassificationDataModule):
         _check_values(folder / "train_test_split.txt", is_train, "is_training_image", (0, 1), "1 (train) or 0 (test)")
         ids = [i for i in sorted(images) if is_train[i][1][0] == (split == "train")]
         paths = [folder / "images" / images[i][1][0] for i in ids]
-        raise_if_missing(paths, "CUB images are", f"images.txt lists them; download CUB_200_2011.tgz from {CUB_URL}")
+        paths = find_files(paths, "CUB images", f"images.txt lists them; download CUB_200_2011.tgz from {CUB_URL}")
         targets = np.array([label_of[labels[i][1][0]] for i in ids], dtype=np.int64)
         boxes = None
         if self.crop_to_bbox:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,20 +16,50 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 PathLike = str | Path
+logger = logging.getLogger(__name__)
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+def _image_suffixes() -> tuple[str, ...]:
+    """The file suffixes of the formats Pillow opens (``.jfif``, ``.jpe``, ``.avif``, ... as well as ``.jpg``),
+    except the ones it only identifies without decoding them (or needs another program for)."""
+    Image.init()
+    undecoded = {"BUFR", "GRIB", "HDF5", "MPEG", "EPS", "WMF", "FITS"}
+    openable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and fmt not in undecoded}
+    return tuple(sorted(openable | {".jpg", ".jpeg", ".png"}))
+
+
+IMAGE_SUFFIXES = _image_suffixes()
+
+
+def split_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under ``folder``, any depth, sorted by path; images by their suffix, any case."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
 
 
 def list_images(folder: PathLike, what: str = "image folder") -> list[Path]:
-    """Every image file under ``folder`` (by suffix, any depth), sorted by path; an error when there is none."""
+    """Every image file under ``folder`` (by suffix, any case, any depth), sorted by path; an error when there is
+    none. Other files are passed over with a warning that counts them and names a few."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} {folder} does not exist; pass a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths, others = split_images(folder)
     if not paths:
-        raise ValueError(f"{what} {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        found = f"; it holds {len(others)} other files, e.g. {others[0].name}" if others else ""
+        raise ValueError(f"{what} {folder} holds no images (files Pillow reads: .jpg, .png, .jfif, ...){found}")
+    warn_passed_over(folder, others)
     return paths
+
+
+def warn_passed_over(folder: Path, others: Sequence[Path]) -> None:
+    """A warning for the files of ``folder`` that are not images by their suffix (hidden files not counted)."""
+    shown = [p for p in others if not p.name.startswith(".")]
+    if shown:
+        names = ", ".join(p.relative_to(folder).as_posix() for p in shown[:3]) + (", ..." if len(shown) > 3 else "")
+        logger.warning(
+            "%s: %d files are not images Pillow reads (by suffix) and are passed over: %s", folder, len(shown), names
+        )
 
 
 class ImageReadError(ValueError):

@@ -34,7 +34,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mobiletasks.data.collate import IGNORE_INDEX
-from mobiletasks.data.detection import PathLike, raise_if_missing
+from mobiletasks.data.detection import PathLike
+from mobiletasks.data.files import find_files, resolve
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.skips import SkipLog
 from mobiletasks.data.voc import check_classes
@@ -285,8 +286,8 @@ class VOCSegmentation(SegmentationDataset):
             raise ValueError(f"VOC segmentation list {listing} is empty; it needs one image id a line")
         images = [folder / "JPEGImages" / f"{i}.jpg" for i in ids]
         mask_paths = [masks / f"{i}.png" for i in ids]
-        raise_if_missing(images, "VOC images are", f"{listing} lists them")
-        raise_if_missing(mask_paths, "VOC masks are", f"{listing} lists them")
+        images = find_files(images, "VOC images", f"{listing} lists them", any_suffix=True)  # <id>.png, <id>.JPG too
+        mask_paths = find_files(mask_paths, "VOC masks", f"{listing} lists them")
         names = ["background", *check_classes(classes)]
         records = [
             MaskRecord(image, mask, image.relative_to(root).as_posix(), k)
@@ -350,7 +351,9 @@ class MaskFolder(SegmentationDataset):
     ) -> None:
         images = Path(images)
         paths = list_images(images)
-        pairs = [(p, None if masks is None else Path(masks) / p.relative_to(images).with_suffix(".png")) for p in paths]
+        expected = [None if masks is None else Path(masks) / p.relative_to(images).with_suffix(".png") for p in paths]
+        found = resolve([m for m in expected if m is not None], "masks") if masks is not None else []
+        pairs = list(zip(paths, found or expected, strict=True))
         kept = [(p, m) for p, m in pairs if m is None or m.is_file()]
         if not kept:
             raise ValueError(f"no image of {images} has a mask <stem>.png in {masks}; check the mask folder")

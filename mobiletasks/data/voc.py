@@ -7,6 +7,7 @@ so that the continuous IoU equals the devkit's "+1" IoU.
 
 from __future__ import annotations
 
+import logging
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -24,11 +25,13 @@ from mobiletasks.data.detection import (
     Record,
     Transform,
     clean_boxes,
-    raise_if_missing,
 )
+from mobiletasks.data.files import Folders, raise_if_missing
 
 if TYPE_CHECKING:
     from mobiletasks.evaluation.voc import VOCEvaluator
+
+logger = logging.getLogger(__name__)
 
 # the 20 classes, in the devkit's (alphabetical) order
 VOC_CLASSES = (
@@ -119,10 +122,25 @@ class VOCDetection(DetectionDataset):
             raise_if_missing((xml for _, xml in entries), "VOC annotation files are", "the image set lists them")
         )
         entries = [entry for entry in entries if entry[1] not in no_xml]  # (only within tolerate_missing)
-        raise_if_missing((image for image, _ in entries), "VOC images are", "the image set lists them")
         self.stats = {"images": len(entries), "boxes": 0, "difficult": 0, "clipped": 0, "dropped": 0}
+        self._folders, self._renamed = Folders(), 0
         self.records = [self._parse(image, xml, image_id) for image_id, (image, xml) in enumerate(entries)]
+        raise_if_missing((r.path for r in self.records), "VOC images are", "the image set lists them", self._folders)
+        if self._renamed:
+            logger.warning(
+                "%s: %d images found by their XML's <filename> or another suffix than .jpg", self.root, self._renamed
+            )
         self._log_stats(self.root)
+
+    def _image(self, listed: Path, filename: str | None) -> Path:
+        """The image of an XML: ``JPEGImages/<id>.jpg`` as the devkit names it, else the XML's ``<filename>`` (as
+        labelImg, CVAT and Roboflow write it), else the one image named ``<id>`` with another suffix."""
+        found = self._folders.find(listed)
+        if found is None and filename and Path(filename.strip()).name not in ("", ".", ".."):
+            found = self._folders.find(listed.with_name(Path(filename.strip()).name))
+        found = found or self._folders.find(listed, any_suffix=True)
+        self._renamed += found is not None and found != listed
+        return found or listed
 
     def _list_set(self, name: str) -> list[tuple[Path, Path]]:
         year, image_set = parse_set(name)
@@ -161,8 +179,9 @@ class VOCDetection(DetectionDataset):
             tree = ET.parse(xml).getroot()
         except (ET.ParseError, LookupError, ValueError) as err:  # LookupError, ValueError: encodings expat lacks
             raise ValueError(f"VOC annotation file {xml} is not valid XML: {err}") from err
+        image = self._image(image, tree.findtext("filename"))
         width, height = _int(tree.findtext("size/width")), _int(tree.findtext("size/height"))
-        if width <= 0 or height <= 0:  # no <size> (or a useless one): read it from the image header (no decoding)
+        if (width <= 0 or height <= 0) and image.is_file():  # no <size>: read it from the image header
             try:
                 with Image.open(image) as img:
                     width, height = img.size

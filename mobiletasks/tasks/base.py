@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelChe
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+from ..data.base import plain_paths
 from ..data.skips import SkipLog
 from ..factory import create_model
 from .batchnorm import guard_single_value_batchnorm
@@ -68,6 +69,7 @@ class BaseTask(L.LightningModule):
         super().__init__()
         # the optimizer factory is code, not a hyperparameter: checkpoints stay loadable with weights_only=True
         self.save_hyperparameters(ignore=["optimizer"])
+        plain_paths(self.hparams)
         self.optimizer = optimizer
         self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
         self.scored: dict[str, int] = {}  # images fed to each split's evaluator
