@@ -245,8 +245,8 @@ def test_missing_images(tmp_path: Path) -> None:
     assert len(dm.dataset("train")) == 1  # only the split's images are checked
     with pytest.raises(
         FileNotFoundError,
-        match=r"1 CelebA val images are missing: .*000002\.jpg \(looked for 000002\.jpg in .*img_align_celeba, which holds 2 "
-        r"files \(000001\.jpg, 000003\.jpg\)\); download img_align",
+        match=r"1 CelebA val images are missing: .*000002\.jpg \(looked for 000002\.jpg in .*img_align_celeba, "
+        r"which holds 2 files \(000001\.jpg, 000003\.jpg\)\); download img_align",
     ):
         dm.dataset("val")
 
