@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,100 @@ def test_checkpoint_of_a_data_module_given_paths_loads_weights_only(tmp_path: Pa
     (last,) = tmp_path.rglob("last.ckpt")
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["datamodule_hyper_parameters"]["root"] == str(root)
+
+
+# ------------------------------------------------------------------ files passed over, or reported missing
+
+
+def test_image_folder_takes_every_image_pillow_reads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``.jfif`` photos (Pillow opens them as JPEG) were passed over: a whole validation class could vanish."""
+    from PIL import Image
+
+    from mobiletasks.data import ImageFolderDataModule
+
+    for split, name, count in [("train", "cat/a.jpg", 1), ("train", "cat/b.jfif", 1), ("train", "dog/c.jfif", 1)]:
+        path = tmp_path / split / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (count * 200, 0, 0)).save(path, format="JPEG")
+    (tmp_path / "val" / "dog").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "val" / "dog" / "d.JFIF", format="JPEG")
+    (tmp_path / "val" / "dog" / "notes.txt").write_text("not an image")
+    dm = ImageFolderDataModule(tmp_path, image_size=8, num_workers=0)
+    assert sorted(dm.dataset("train").file_names) == ["cat/a.jpg", "cat/b.jfif", "dog/c.jfif"]
+    with caplog.at_level(logging.WARNING):
+        val = dm.dataset("val")
+    assert val.file_names == ["dog/d.JFIF"] and val.targets is not None and val.targets.tolist() == [1]
+    assert "1 files are not images Pillow reads (by suffix) and are passed over: dog/notes.txt" in caplog.text
+    assert "has no images of 1 of the 2 classes (cat)" in caplog.text  # said, not silent
+
+
+@needs_data
+def test_voc_images_found_by_the_xml_filename_or_another_suffix(tmp_path: Path) -> None:
+    """labelImg, CVAT and Roboflow name the image in each XML's <filename>: .png, .JPG or another name."""
+    from PIL import Image
+    from user_data import person_ids, voc_copy
+
+    from mobiletasks.data import VOCDetection
+    from mobiletasks.data.segmentation_datasets import VOCSegmentation
+
+    ids = person_ids(3)
+    root = voc_copy(tmp_path, ids)
+    images, xmls = root / "VOC2012" / "JPEGImages", root / "VOC2012" / "Annotations"
+    Image.open(images / f"{ids[0]}.jpg").save(images / f"{ids[0]}.png")
+    (images / f"{ids[0]}.jpg").unlink()
+    (images / f"{ids[1]}.jpg").rename(images / f"{ids[1]}.JPG")
+    (images / f"{ids[2]}.jpg").rename(images / "photo_0003.jpeg")
+    xml = (xmls / f"{ids[2]}.xml").read_text()
+    (xmls / f"{ids[2]}.xml").write_text(
+        re.sub(r"<filename>[^<]*</filename>", "<filename>photo_0003.jpeg</filename>", xml)
+    )
+    dataset = VOCDetection(root, ["2012/val"], keep_difficult=True)
+    assert [r.path.name for r in dataset.records] == [f"{ids[0]}.png", f"{ids[1]}.JPG", "photo_0003.jpeg"]
+    assert all(sample is not None for sample in (dataset[0], dataset[1], dataset[2]))
+    (root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{ids[0]}\n{ids[1]}\n")
+    masks = VOCSegmentation(root, "val")  # no XML there: the image with the id's stem
+    assert [r.path.name for r in masks.records] == [f"{ids[0]}.png", f"{ids[1]}.JPG"]
+    (root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{ids[2]}\n")
+    with pytest.raises(FileNotFoundError, match=rf"looked for {ids[2]}\.jpg in .*JPEGImages, which holds 3 files"):
+        VOCSegmentation(root, "val")
+
+
+@needs_data
+def test_coco_file_names_in_another_case_are_found_and_missing_ones_explained(tmp_path: Path) -> None:
+    images, annotations = coco_copy(tmp_path, 2)
+    first, second = sorted(images.iterdir())
+    first.rename(first.with_suffix(".JPG"))
+    dataset = COCODetection(images, annotations)
+    assert dataset.records[0].path.name == first.with_suffix(".JPG").name and dataset[0] is not None
+    second.rename(second.with_suffix(".jpeg"))
+    with pytest.raises(FileNotFoundError, match=rf"looked for {second.name} in .*; found nearby: {second.stem}\.jpeg"):
+        COCODetection(images, annotations)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "1", "I;16"])
+def test_index_masks_of_every_single_channel_mode(mode: str, tmp_path: Path) -> None:
+    """Masks saved 1-bit or 16-bit (OpenCV, scikit-image, MATLAB) are index masks too, as Pillow reads them."""
+    import numpy as np
+    from PIL import Image
+
+    from mobiletasks.data.io import voc_palette
+    from mobiletasks.data.segmentation_datasets import read_mask
+
+    values = np.zeros((4, 6), np.uint8)
+    values[1:3, 2:5] = 1
+    if mode == "1":
+        image = Image.fromarray(values * 255).convert("1")
+    elif mode == "I;16":
+        image = Image.fromarray(values.astype(np.uint16))
+    else:
+        image = Image.fromarray(values)
+        if mode == "P":
+            image.putpalette(voc_palette())
+    image.save(tmp_path / "mask.png")
+    with Image.open(tmp_path / "mask.png") as saved:
+        assert saved.mode == mode
+    np.testing.assert_array_equal(read_mask(tmp_path / "mask.png"), values)
+    if mode == "I;16":
+        Image.fromarray(values.astype(np.uint16) * 1000).save(tmp_path / "big.png")
+        with pytest.raises(ValueError, match=r"big\.png is a 'I;16' image with values 0\.\.1000"):
+            read_mask(tmp_path / "big.png")

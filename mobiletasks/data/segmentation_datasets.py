@@ -70,11 +70,13 @@ def identity_lut(num_classes: int) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """The pixel values of a single-channel mask PNG, uint8 [H, W] (a palette PNG gives its indices).
+    """The pixel values of a single-channel mask PNG, uint8 [H, W]: a palette ("P") PNG gives its indices, a
+    grayscale one ("L") its values, a 1-bit one ("1") 0 and 1, a 16- or 32-bit one ("I;16", "I") its values when
+    they are all below 256 (index masks saved by OpenCV, scikit-image or MATLAB as such).
 
     Raises:
         ImageReadError: the file cannot be decoded.
-        ValueError: the file is a colour image rather than an index mask.
+        ValueError: the file is a colour image rather than an index mask, or a 16/32-bit one with values above 255.
     """
     try:
         with Image.open(path) as img:
@@ -83,12 +85,20 @@ def read_mask(path: Path) -> np.ndarray:
             values = np.asarray(img)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"cannot read mask {path}: {type(err).__name__}: {err}") from err
-    if mode not in ("P", "L") or values.ndim != 2:
+    if mode not in _MASK_MODES or values.ndim != 2:
         raise ValueError(
             f"mask {path} is a {mode!r} image; segmentation masks must be single-channel PNGs whose pixel values "
             "are class indices (palette 'P' as VOC's SegmentationClass, or grayscale 'L'), not coloured pictures"
         )
+    if values.size and mode.startswith("I") and (int(values.min()) < 0 or int(values.max()) > 255):
+        raise ValueError(
+            f"mask {path} is a {mode!r} image with values {int(values.min())}..{int(values.max())}; class indices "
+            "of a mask are 0..255 (255 = ignore): re-save it with its class indices as 8-bit values"
+        )
     return values.astype(np.uint8, copy=False)
+
+
+_MASK_MODES = ("P", "L", "1", "I;16", "I;16B", "I;16L", "I")
 
 
 class SegmentationDataset(Dataset):

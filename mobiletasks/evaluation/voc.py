@@ -10,12 +10,15 @@ continuous xyxy, so the IoU equals the devkit's on its 1-based inclusive pixel b
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 from torchvision.ops import box_iou
+
+log = logging.getLogger(__name__)
 
 
 def average_precision(scores: Tensor, tp: Tensor, num_gt: int, *, use_07_metric: bool = False) -> float:
@@ -181,6 +184,8 @@ class VOCEvaluator:
             aps[f"ap/{name}"] = average_precision(scores[mine], tp[mine], num_gt)
             aps_07.append(average_precision(scores[mine], tp[mine], num_gt, use_07_metric=True))
         found = [ap for ap in aps.values() if ap >= 0]
+        if not found and self._labels:
+            log.warning("no image scored holds a ground-truth box (all classes missing): map is 0 by convention")
         return {
             "map": sum(found) / len(found) if found else 0.0,
             "map_07": sum(aps_07) / len(aps_07) if aps_07 else 0.0,
