@@ -241,3 +241,22 @@ def test_index_masks_of_every_single_channel_mode(mode: str, tmp_path: Path) -> 
         Image.fromarray(values.astype(np.uint16) * 1000).save(tmp_path / "big.png")
         with pytest.raises(ValueError, match=r"big\.png is a 'I;16' image with values 0\.\.1000"):
             read_mask(tmp_path / "big.png")
+
+
+@needs_data
+@pytest.mark.parametrize("content", [b"", b"\n  \n", b"\xff\xfe0\x001\x00"], ids=["empty", "blank", "utf-16"])
+def test_empty_or_unreadable_voc_lists_are_refused_by_name(content: bytes, tmp_path: Path) -> None:
+    """An empty val.txt made validate exit 0 with no metric; the segmentation list is read the same way."""
+    from user_data import person_ids, voc_copy
+
+    from mobiletasks.data import VOCDetection
+    from mobiletasks.data.segmentation_datasets import VOCSegmentation
+
+    root = voc_copy(tmp_path, person_ids(2))
+    for kind in ("Main", "Segmentation"):
+        (root / "VOC2012" / "ImageSets" / kind / "val.txt").write_bytes(content)
+    match = r"val\.txt (lists no images|is not UTF-8 text)"
+    with pytest.raises(ValueError, match=match):
+        VOCDetection(root, ["2012/val"])
+    with pytest.raises(ValueError, match=match):
+        VOCSegmentation(root, "val")

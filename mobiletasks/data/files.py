@@ -125,6 +125,14 @@ def raise_if_missing(paths: Iterable[Path], what: str, fix: str, folders: Folder
     return missing
 
 
+def read_text(path: Path, what: str, fix: str) -> str:
+    """The text of ``path`` as UTF-8 (a byte-order mark is accepted); ValueError naming the file otherwise."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {path} is not UTF-8 text ({err}); {fix}") from None
+
+
 def find_files(paths: Sequence[Path], what: str, fix: str, any_suffix: bool = False) -> list[Path]:
     """``paths`` as they are on disk (:func:`resolve`), with :func:`raise_if_missing` on what is still missing."""
     folders = Folders()

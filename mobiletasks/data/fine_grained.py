@@ -31,7 +31,7 @@ import scipy.io
 
 from mobiletasks.data.base import PathLike
 from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
-from mobiletasks.data.files import find_files
+from mobiletasks.data.files import find_files, read_text
 
 __all__ = ["CUBDataModule", "StanfordDogsDataModule", "read_dogs_list"]
 
@@ -214,12 +214,7 @@ def read_cub_file(path: PathLike) -> dict[int, tuple[int, tuple[Any, ...]]]:
         raise FileNotFoundError(
             f"CUB file {path} does not exist; download CUB_200_2011.tgz from {CUB_URL}{alternative}"
         )
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"CUB file {path} is not UTF-8 text ({err}); download CUB_200_2011.tgz again from {CUB_URL}"
-        ) from None
+    text = read_text(path, "CUB file", f"download CUB_200_2011.tgz again from {CUB_URL}")
     rows: dict[int, tuple[int, tuple[Any, ...]]] = {}
     for n, line in enumerate(text.splitlines(), 1):
         fields = line.split()

@@ -38,7 +38,7 @@ from mobiletasks.data.detection import PathLike
 from mobiletasks.data.files import find_files, resolve
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.skips import SkipLog
-from mobiletasks.data.voc import check_classes
+from mobiletasks.data.voc import check_classes, read_image_set
 
 logger = logging.getLogger(__name__)
 
@@ -291,9 +291,7 @@ class VOCSegmentation(SegmentationDataset):
         masks = folder / ("SegmentationClassAug" if split == "train_aug" else "SegmentationClass")
         if not masks.is_dir():
             raise FileNotFoundError(f"VOC mask folder {masks} for split={split!r} does not exist")
-        ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
-        if not ids:
-            raise ValueError(f"VOC segmentation list {listing} is empty; it needs one image id a line")
+        ids = read_image_set(listing)
         images = [folder / "JPEGImages" / f"{i}.jpg" for i in ids]
         mask_paths = [masks / f"{i}.png" for i in ids]
         images = find_files(images, "VOC images", f"{listing} lists them", any_suffix=True)  # <id>.png, <id>.JPG too

@@ -26,7 +26,7 @@ from mobiletasks.data.detection import (
     Transform,
     clean_boxes,
 )
-from mobiletasks.data.files import Folders, raise_if_missing
+from mobiletasks.data.files import Folders, raise_if_missing, read_text
 
 if TYPE_CHECKING:
     from mobiletasks.evaluation.voc import VOCEvaluator
@@ -153,25 +153,7 @@ class VOCDetection(DetectionDataset):
         listing = folder / "ImageSets" / "Main" / f"{image_set}.txt"
         if not listing.is_file():
             raise FileNotFoundError(f"VOC image set list {listing} for set {name!r} does not exist")
-        try:
-            text = listing.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise ValueError(
-                f"VOC image set list {listing} is not UTF-8 text ({err}); it lists one image id per line, e.g. 000005"
-            ) from None
-        ids = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                ids.append(line.split()[0])
-                if "/" in ids[-1]:  # "/x" would even leave the devkit
-                    raise ValueError(
-                        f"VOC image set list {listing}, line {n}: image id {ids[-1]!r} is a path; an id is the name of "
-                        "JPEGImages/<id>.jpg and Annotations/<id>.xml without the extension, e.g. 000005"
-                    )
-        if not ids:
-            raise ValueError(
-                f"VOC image set list {listing} lists no images; it lists one image id per line, e.g. 000005"
-            )
+        ids = read_image_set(listing)
         return [(folder / "JPEGImages" / f"{i}.jpg", folder / "Annotations" / f"{i}.xml") for i in ids]
 
     def _parse(self, image: Path, xml: Path, image_id: int) -> Record:
@@ -228,6 +210,29 @@ class VOCDetection(DetectionDataset):
             np.array(labels, dtype=np.int64)[keep],
             np.array(difficult, dtype=bool)[keep],
         )
+
+
+def read_image_set(listing: Path) -> list[str]:
+    """The image ids of a VOC image set list (``ImageSets/Main/<set>.txt``, ``ImageSets/Segmentation/<set>.txt``):
+    the first word of each line (Main's per-class lists add a flag after it).
+
+    Raises:
+        ValueError: the list is not UTF-8 text, names no image, or an id is a path (the message names the list
+            and the line).
+    """
+    text = read_text(listing, "VOC image set list", "it lists one image id per line, e.g. 000005")
+    ids = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            ids.append(line.split()[0])
+            if "/" in ids[-1]:  # "/x" would even leave the devkit
+                raise ValueError(
+                    f"VOC image set list {listing}, line {n}: image id {ids[-1]!r} is a path; an id is the name of "
+                    "JPEGImages/<id>.jpg and Annotations/<id>.xml without the extension, e.g. 000005"
+                )
+    if not ids:
+        raise ValueError(f"VOC image set list {listing} lists no images; it lists one image id per line, e.g. 000005")
+    return ids
 
 
 def _float(text: str | None) -> float:
