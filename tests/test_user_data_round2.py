@@ -260,3 +260,19 @@ def test_empty_or_unreadable_voc_lists_are_refused_by_name(content: bytes, tmp_p
         VOCDetection(root, ["2012/val"])
     with pytest.raises(ValueError, match=match):
         VOCSegmentation(root, "val")
+
+
+def test_celeba_png_release_with_the_official_lists(tmp_path: Path) -> None:
+    """CelebA's img_align_celeba_png keeps the .jpg names of the official lists."""
+    from celeba_layout import write_celeba
+    from PIL import Image
+
+    from mobiletasks.data import CelebADataModule
+
+    root = write_celeba(tmp_path / "celeba")
+    png = root / "img_align_celeba_png"
+    png.mkdir()
+    for jpg in (root / "img_align_celeba").glob("*.jpg"):
+        Image.open(jpg).save(png / f"{jpg.stem}.png")
+    dataset = CelebADataModule(root, image_dir="img_align_celeba_png", image_size=16, num_workers=0).dataset("train")
+    assert len(dataset) and all(p.suffix == ".png" for p in dataset.paths) and dataset[0] is not None

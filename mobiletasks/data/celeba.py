@@ -283,6 +283,6 @@ class CelebADataModule(ClassificationDataModule):
         images = self.folder / self.image_dir
         paths = [images / files[i] for i in rows]
         fix = f"download img_align_celeba.zip from the CelebA Img/ folder and unzip it into {images.parent}"
-        paths = find_files(paths, f"CelebA {split} images", fix)
+        paths = find_files(paths, f"CelebA {split} images", fix, any_suffix=True)  # img_align_celeba_png: .png
         targets = (values[rows][:, self._columns] == 1).astype(np.float32)
         return ClassificationDataset(paths, targets, names, images, self.split_transform(split))
