@@ -231,7 +231,7 @@ def test_only_images_seen_are_evaluated() -> None:
 
 def test_empty_detections_give_zeros(tmp_path: Path) -> None:
     evaluator = COCOEvaluator(tiny_coco())
-    assert evaluator.compute() == dict.fromkeys(STAT_NAMES, 0.0)  # nothing seen
+    assert evaluator.compute() == dict.fromkeys(STAT_NAMES, -1.0)  # nothing seen: undefined, as pycocotools says
     evaluator.update([prediction([], [], [])], [{"image_id": 1}])
     assert evaluator.results() == []
     assert evaluator.compute() == dict.fromkeys(STAT_NAMES, 0.0)

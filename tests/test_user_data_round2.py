@@ -194,10 +194,14 @@ def test_voc_images_found_by_the_xml_filename_or_another_suffix(tmp_path: Path) 
     dataset = VOCDetection(root, ["2012/val"], keep_difficult=True)
     assert [r.path.name for r in dataset.records] == [f"{ids[0]}.png", f"{ids[1]}.JPG", "photo_0003.jpeg"]
     assert all(sample is not None for sample in (dataset[0], dataset[1], dataset[2]))
-    (root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{ids[0]}\n{ids[1]}\n")
-    masks = VOCSegmentation(root, "val")  # no XML there: the image with the id's stem
-    assert [r.path.name for r in masks.records] == [f"{ids[0]}.png", f"{ids[1]}.JPG"]
-    (root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{ids[2]}\n")
+    masks = VOCSegmentation(root, "val")  # the segmentation set finds them as detection does
+    assert [r.path.name for r in masks.records] == [f"{ids[0]}.png", f"{ids[1]}.JPG", "photo_0003.jpeg"]
+    windows = r"C:\Users\me\Pictures\photo_0003.jpeg"  # a <filename> written on Windows counts by its last part
+    (xmls / f"{ids[2]}.xml").write_text(
+        re.sub(r"<filename>[^<]*</filename>", lambda _: f"<filename>{windows}</filename>", xml)
+    )
+    assert VOCDetection(root, ["2012/val"], keep_difficult=True).records[2].path.name == "photo_0003.jpeg"
+    (xmls / f"{ids[2]}.xml").write_text(xml)  # <filename> names no file there any more
     with pytest.raises(FileNotFoundError, match=rf"looked for {ids[2]}\.jpg in .*JPEGImages, which holds 3 files"):
         VOCSegmentation(root, "val")
 
@@ -212,9 +216,21 @@ def test_coco_file_names_in_another_case_are_found_and_missing_ones_explained(tm
     second.rename(second.with_suffix(".jpeg"))
     with pytest.raises(FileNotFoundError, match=rf"looked for {second.name} in .*; found nearby: {second.stem}\.jpeg"):
         COCODetection(images, annotations)
+    (images / "sub").mkdir()  # a file_name written on Windows: sub\x.jpg
+    second.with_suffix(".jpeg").rename(images / "sub" / second.name)
+    data = json.loads(annotations.read_text())
+    entry = next(im for im in data["images"] if im["file_name"] == second.name)
+    entry["file_name"] = f"sub\\{second.name}"
+    annotations.write_text(json.dumps(data))
+    assert COCODetection(images, annotations).records[1].path == images / "sub" / second.name
+    nested = tmp_path / "nested"  # images unpacked one folder too deep
+    (nested / "images").mkdir(parents=True)
+    images.rename(nested / "images" / "images")
+    with pytest.raises(FileNotFoundError, match=r"it is one folder deeper, in .*images/images: point there"):
+        COCODetection(nested / "images", annotations)
 
 
-@pytest.mark.parametrize("mode", ["L", "P", "1", "I;16"])
+@pytest.mark.parametrize("mode", ["L", "P", "1", "I;16", "LA"])
 def test_index_masks_of_every_single_channel_mode(mode: str, tmp_path: Path) -> None:
     """Masks saved 1-bit or 16-bit (OpenCV, scikit-image, MATLAB) are index masks too, as Pillow reads them."""
     import numpy as np
@@ -229,6 +245,8 @@ def test_index_masks_of_every_single_channel_mode(mode: str, tmp_path: Path) -> 
         image = Image.fromarray(values * 255).convert("1")
     elif mode == "I;16":
         image = Image.fromarray(values.astype(np.uint16))
+    elif mode == "LA":  # grayscale with an alpha channel: the alpha is no class
+        image = Image.fromarray(values).convert("LA")
     else:
         image = Image.fromarray(values)
         if mode == "P":
@@ -276,3 +294,50 @@ def test_celeba_png_release_with_the_official_lists(tmp_path: Path) -> None:
         Image.open(jpg).save(png / f"{jpg.stem}.png")
     dataset = CelebADataModule(root, image_dir="img_align_celeba_png", image_size=16, num_workers=0).dataset("train")
     assert len(dataset) and all(p.suffix == ".png" for p in dataset.paths) and dataset[0] is not None
+
+
+def test_pretrained_backbone_of_a_model_without_one_is_named(tmp_path: Path) -> None:
+    from mobiletasks.tasks import ClassificationTask
+
+    path = tmp_path / "v1.pth"
+    torch.save(create_model("mobilenet_v1", num_classes=1000).state_dict(), path)
+    with pytest.raises(ValueError, match=r"model .mobilenet_v1. has no separate backbone .*with `pretrained`"):
+        ClassificationTask("mobilenet_v1", num_classes=5, pretrained_backbone=str(path))
+    task = ClassificationTask(
+        "classifier", num_classes=5, model_kwargs={"backbone": "mobilenet_v1"}, pretrained_backbone=str(path)
+    )
+    assert task.model is not None  # the classifier on a backbone takes it
+
+
+@needs_data
+def test_ground_truth_without_boxes_is_undefined_not_zero(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Images but no boxes: pycocotools' -1 (undefined), with a word, also for an empty results file."""
+
+    def no_boxes(data: dict[str, Any]) -> None:
+        data["annotations"] = []
+
+    _, annotations = coco_copy(tmp_path, 3, no_boxes)
+    _, full = coco_copy(tmp_path / "full", 3)
+    for results in (ground_truth_results(full), []):
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps(results))
+        with caplog.at_level(logging.WARNING):
+            assert set(evaluate_results_file(annotations, path).values()) == {-1.0}
+        assert "no ground-truth box among the 3 images scored: every stat is -1 (undefined)" in caplog.text
+        caplog.clear()
+
+
+@needs_data
+def test_data_check_counts_a_split_read_twice_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from user_data import ROOT, person_ids, voc_copy
+
+    ids = person_ids(3)
+    root = voc_copy(tmp_path, ids)
+    (root / "VOC2012" / "Annotations" / f"{ids[0]}.xml").unlink()
+    config = str(ROOT / "configs" / "detection" / "ssdlite_mobilenet_v2_voc.yaml")
+    sets = ["--data.init_args.train_sets", "[2012/val]", "--data.init_args.val_sets", "[2012/val]"]
+    assert main(["data", "check", "--config", config, "--data.init_args.root", str(root), *sets, "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "the same files as train (checked there)" in out and out.rstrip().endswith("1 errors, 0 warnings")

@@ -127,17 +127,20 @@ class Report:
         return "\n".join(lines)
 
 
-def build(report: Report, split: str, make: Callable[[], Any]) -> Any | None:
-    """The dataset ``make()`` builds (files allowed to be missing), or None after reporting why it cannot be."""
+def build(report: Report, split: str, make: Callable[[], Any]) -> tuple[Any | None, list[Path]]:
+    """The dataset ``make()`` builds (files allowed to be missing) and the files it found missing (annotation
+    files too, whose entries it leaves out); None after reporting why it cannot be built."""
     try:
         with tolerate_missing() as missing:
-            dataset = make()
+            return make(), missing
     except (ValueError, FileNotFoundError, OSError) as err:
         report.add(split, "setup", str(err))
-        return None
-    for path in missing:  # annotation files too, whose entries the dataset then leaves out
+        return None, []
+
+
+def _report_missing(report: Report, split: str, missing: list[Path]) -> None:
+    for path in missing:
         report.add(split, "missing", str(path))
-    return dataset
 
 
 def check_dataset(report: Report, split: str, dataset: Any, progress: bool = True) -> None:
@@ -243,7 +246,7 @@ def check_datamodule(datamodule: Any, progress: bool = True) -> Report:
     for split in ("train", "val", "test", "predict"):
         if split == "predict" and datamodule.predict_images is None:
             continue  # prediction reads the val split
-        dataset = build(report, split, _maker(datamodule, split))
+        dataset, missing = build(report, split, _maker(datamodule, split))
         if dataset is None:
             continue
         files = _files(dataset)
@@ -252,6 +255,7 @@ def check_datamodule(datamodule: Any, progress: bool = True) -> Report:
             continue
         checked.append(files)
         checked_splits.append(split)
+        _report_missing(report, split, missing)
         check_dataset(report, split, dataset, progress)
     return report
 
@@ -268,7 +272,8 @@ def check_coco(images: str | Path, annotations: str | Path, progress: bool = Tru
     from mobiletasks.data.coco import COCODetection
 
     report = Report()
-    dataset = build(report, "coco", lambda: COCODetection(images, annotations))
+    dataset, missing = build(report, "coco", lambda: COCODetection(images, annotations))
+    _report_missing(report, "coco", missing)
     if dataset is not None:
         check_dataset(report, "coco", dataset, progress)
     return report
@@ -294,12 +299,14 @@ def check_voc(
         return report
     if lists["Main"].is_file():
         name = f"{split}/boxes"
-        dataset = build(report, name, lambda: VOCDetection(root, [f"{year}/{split}"], classes, keep_difficult=True))
+        dataset, missing = build(report, name, lambda: VOCDetection(root, [f"{year}/{split}"], classes, True))
+        _report_missing(report, name, missing)
         if dataset is not None:
             check_dataset(report, name, dataset, progress)
     if lists["Segmentation"].is_file():
         name = f"{split}/masks"
-        dataset = build(report, name, lambda: VOCSegmentation(root, split, year, classes))
+        dataset, missing = build(report, name, lambda: VOCSegmentation(root, split, year, classes))
+        _report_missing(report, name, missing)
         if dataset is not None:
             check_dataset(report, name, dataset, progress)
     return report

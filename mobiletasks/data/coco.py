@@ -173,7 +173,10 @@ class COCODetection(DetectionDataset):
                     f"{self.annotations}: image {describe(image_id)} has file_name {name!r}; give each image the "
                     f"path of its file relative to the image folder ({self.images})"
                 )
-            records.append(Record(self.images / name, name, image_id, width, height, boxes.astype(np.float32), labels))
+            path = self.images / name
+            if "\\" in name and not path.exists():  # a Windows path (sub\\x.jpg) written by a converter
+                path = self.images / name.replace("\\", "/")
+            records.append(Record(path, name, image_id, width, height, boxes.astype(np.float32), labels))
         stats["images"] = len(records)
         return records, stats
 

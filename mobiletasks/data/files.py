@@ -64,6 +64,9 @@ class Folders:
         if not folder.is_dir():
             return f"the folder {folder} does not exist"
         names = [n for ns in self.names(folder).values() for n in ns]
+        deeper = [n for n in names if (folder / n).is_dir() and self.find(folder / n / path.name) is not None]
+        if deeper:  # e.g. a zip unpacked into a folder of its own name: img_align_celeba/img_align_celeba/
+            return f"looked for {path.name} in {folder}; it is one folder deeper, in {folder / deeper[0]}: point there"
         stem = path.stem.lower()
         alike = [n for n in names if n.lower().startswith(stem)]
         if alike:

@@ -35,10 +35,10 @@ from torch.utils.data import Dataset
 
 from mobiletasks.data.collate import IGNORE_INDEX
 from mobiletasks.data.detection import PathLike
-from mobiletasks.data.files import find_files, resolve
+from mobiletasks.data.files import Folders, find_files, resolve
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.skips import SkipLog
-from mobiletasks.data.voc import check_classes, read_image_set
+from mobiletasks.data.voc import check_classes, find_voc_image, read_image_set, xml_filename
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def identity_lut(num_classes: int) -> np.ndarray:
 
 def read_mask(path: Path) -> np.ndarray:
     """The pixel values of a single-channel mask PNG, uint8 [H, W]: a palette ("P") PNG gives its indices, a
-    grayscale one ("L") its values, a 1-bit one ("1") 0 and 1, a 16- or 32-bit one ("I;16", "I") its values when
-    they are all below 256 (index masks saved by OpenCV, scikit-image or MATLAB as such).
+    grayscale one ("L", or "LA" whose alpha is dropped) its values, a 1-bit one ("1") 0 and 1, a 16- or 32-bit one
+    ("I;16", "I") its values when they are all below 256 (index masks saved by OpenCV, scikit-image or MATLAB).
 
     Raises:
         ImageReadError: the file cannot be decoded.
@@ -82,7 +82,7 @@ def read_mask(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             mode = img.mode
-            values = np.asarray(img)
+            values = np.asarray(img.getchannel(0) if mode in ("LA", "PA") else img)  # the alpha is no class
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"cannot read mask {path}: {type(err).__name__}: {err}") from err
     if mode not in _MASK_MODES or values.ndim != 2:
@@ -98,7 +98,7 @@ def read_mask(path: Path) -> np.ndarray:
     return values.astype(np.uint8, copy=False)
 
 
-_MASK_MODES = ("P", "L", "1", "I;16", "I;16B", "I;16L", "I")
+_MASK_MODES = ("P", "L", "1", "I;16", "I;16B", "I;16L", "I", "LA", "PA")
 
 
 class SegmentationDataset(Dataset):
@@ -292,9 +292,16 @@ class VOCSegmentation(SegmentationDataset):
         if not masks.is_dir():
             raise FileNotFoundError(f"VOC mask folder {masks} for split={split!r} does not exist")
         ids = read_image_set(listing)
-        images = [folder / "JPEGImages" / f"{i}.jpg" for i in ids]
+        folders = Folders()  # each image as VOC detection finds it: <id>.jpg, the XML's <filename>, <id>.png, ...
+        listed = [folder / "JPEGImages" / f"{i}.jpg" for i in ids]
+        images = [
+            path
+            if folders.find(path)
+            else find_voc_image(path, xml_filename(folder / "Annotations" / f"{i}.xml"), folders)
+            for i, path in zip(ids, listed, strict=True)
+        ]
         mask_paths = [masks / f"{i}.png" for i in ids]
-        images = find_files(images, "VOC images", f"{listing} lists them", any_suffix=True)  # <id>.png, <id>.JPG too
+        images = find_files(images, "VOC images", f"{listing} lists them")
         mask_paths = find_files(mask_paths, "VOC masks", f"{listing} lists them")
         names = ["background", *check_classes(classes)]
         records = [

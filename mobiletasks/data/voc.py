@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,14 +134,9 @@ class VOCDetection(DetectionDataset):
         self._log_stats(self.root)
 
     def _image(self, listed: Path, filename: str | None) -> Path:
-        """The image of an XML: ``JPEGImages/<id>.jpg`` as the devkit names it, else the XML's ``<filename>`` (as
-        labelImg, CVAT and Roboflow write it), else the one image named ``<id>`` with another suffix."""
-        found = self._folders.find(listed)
-        if found is None and filename and Path(filename.strip()).name not in ("", ".", ".."):
-            found = self._folders.find(listed.with_name(Path(filename.strip()).name))
-        found = found or self._folders.find(listed, any_suffix=True)
-        self._renamed += found is not None and found != listed
-        return found or listed
+        found = find_voc_image(listed, filename, self._folders)
+        self._renamed += found != listed
+        return found
 
     def _list_set(self, name: str) -> list[tuple[Path, Path]]:
         year, image_set = parse_set(name)
@@ -210,6 +206,25 @@ class VOCDetection(DetectionDataset):
             np.array(labels, dtype=np.int64)[keep],
             np.array(difficult, dtype=bool)[keep],
         )
+
+
+def find_voc_image(listed: Path, filename: str | None, folders: Folders) -> Path:
+    """The image of a VOC id: ``JPEGImages/<id>.jpg`` as the devkit names it, else the XML's ``<filename>`` (as
+    labelImg, CVAT and Roboflow write it; a Windows path in it counts by its last part), else the one image named
+    ``<id>`` with another suffix; ``listed`` itself when there is none (then reported missing)."""
+    found = folders.find(listed)
+    name = re.split(r"[\\/]", filename.strip())[-1] if filename else ""
+    if found is None and name not in ("", ".", ".."):
+        found = folders.find(listed.with_name(name))
+    return found or folders.find(listed, any_suffix=True) or listed
+
+
+def xml_filename(xml: Path) -> str | None:
+    """The ``<filename>`` of a VOC annotation file, or None (no file, not XML, no such element)."""
+    try:
+        return ET.parse(xml).getroot().findtext("filename") if xml.is_file() else None
+    except (ET.ParseError, LookupError, ValueError):
+        return None
 
 
 def read_image_set(listing: Path) -> list[str]:

@@ -94,10 +94,24 @@ def run_cocoeval(
 ) -> tuple[dict[str, float], str]:
     """``COCOeval`` (boxes) of ``results`` on ``image_ids`` (default: all images of ``coco_gt``).
 
-    Returns the twelve stats under ``STAT_NAMES`` and the text ``COCOeval.summarize`` prints. No results at
-    all gives zeros (pycocotools' ``loadRes`` cannot take an empty list). ``results`` are modified in place
-    by ``loadRes`` (it adds area, id, iscrowd): pass fresh dicts.
+    Returns the twelve stats under ``STAT_NAMES`` and the text ``COCOeval.summarize`` prints. Without any
+    ground-truth box among the images every stat is -1, undefined, as pycocotools reports it (and a warning
+    says so); else no results at all gives zeros (pycocotools' ``loadRes`` cannot take an empty list).
+    ``results`` are modified in place by ``loadRes`` (it adds area, id, iscrowd): pass fresh dicts.
     """
+    scored = None if image_ids is None else set(image_ids)
+    boxes = [
+        a
+        for a in coco_gt.dataset["annotations"]
+        if not a.get("iscrowd") and (scored is None or a["image_id"] in scored)
+    ]
+    if not boxes:
+        count = len(coco_gt.imgs) if scored is None else len(scored)
+        undefined = (
+            f"no ground-truth box among the {count} images scored: every stat is -1 (undefined), as pycocotools says"
+        )
+        log.warning(undefined)
+        return dict.fromkeys(STAT_NAMES, -1.0), undefined + "\n"
     if not results:
         return dict.fromkeys(STAT_NAMES, 0.0), "no detections: every stat is 0\n"
     with contextlib.redirect_stdout(io.StringIO()):

@@ -101,6 +101,11 @@ def complete_dataset(data: Any, path: PathLike) -> dict[str, Any]:
     if not isinstance(annotations, list):
         raise ValueError(f"annotations file {path}: 'annotations' is a {type(annotations).__name__}, not a list")
     images = _index(data["images"], path, "images", is_image_id, "an integer or a non-empty string")
+    if not images:
+        raise ValueError(
+            f"annotations file {path} lists no images: there is nothing to train on or score; point to the "
+            "annotations of a split that has images"
+        )
     categories = _index(data["categories"], path, "categories", is_int, "an integer")
     for category in categories.values():
         if not isinstance(category.get("name"), str):

@@ -87,7 +87,16 @@ class BaseTask(L.LightningModule):
         kwargs = {**(hp["model_kwargs"] or {}), **self.model_options()}
         if hp["pretrained_backbone"] is not None:
             kwargs["pretrained_backbone"] = hp["pretrained_backbone"]
-        self.model = create_model(hp["model"], pretrained=hp["pretrained"], num_classes=hp["num_classes"], **kwargs)
+        try:
+            self.model = create_model(hp["model"], pretrained=hp["pretrained"], num_classes=hp["num_classes"], **kwargs)
+        except TypeError as err:
+            if "pretrained_backbone" not in kwargs or "pretrained_backbone" not in str(err):
+                raise
+            raise ValueError(
+                f"model {hp['model']!r} has no separate backbone to take pretrained_backbone "
+                f"({hp['pretrained_backbone']}): load its ImageNet weights with `pretrained` (a class head of another "
+                "size stays fresh), or use model 'classifier' / a detector / a segmenter with backbone=..."
+            ) from None
 
     def model_options(self) -> dict[str, Any]:
         """The task's own arguments that the model builder takes."""
