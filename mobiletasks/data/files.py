@@ -136,9 +136,12 @@ def read_text(path: Path, what: str, fix: str) -> str:
         raise ValueError(f"{what} {path} is not UTF-8 text ({err}); {fix}") from None
 
 
-def find_files(paths: Sequence[Path], what: str, fix: str, any_suffix: bool = False) -> list[Path]:
-    """``paths`` as they are on disk (:func:`resolve`), with :func:`raise_if_missing` on what is still missing."""
-    folders = Folders()
+def find_files(
+    paths: Sequence[Path], what: str, fix: str, any_suffix: bool = False, folders: Folders | None = None
+) -> list[Path]:
+    """``paths`` as they are on disk (:func:`resolve`), with :func:`raise_if_missing` on what is still missing;
+    ``folders``: listings already read."""
+    folders = folders or Folders()
     found = resolve(paths, what, any_suffix, folders)
     raise_if_missing(found, f"{what} are", fix, folders)
     return found

@@ -301,7 +301,7 @@ class VOCSegmentation(SegmentationDataset):
             for i, path in zip(ids, listed, strict=True)
         ]
         mask_paths = [masks / f"{i}.png" for i in ids]
-        images = find_files(images, "VOC images", f"{listing} lists them")
+        images = find_files(images, "VOC images", f"{listing} lists them", folders=folders)
         mask_paths = find_files(mask_paths, "VOC masks", f"{listing} lists them")
         names = ["background", *check_classes(classes)]
         records = [

@@ -141,8 +141,3 @@ class ReplaceUnreadable(Dataset):
             f"{min(self.max_tries, n)} training samples in a row could not be loaded (e.g. {examples}); "
             "run `mobiletasks data check --config <your config>` to list every bad file, then fix or remove them"
         )
-
-    def __getattr__(self, name: str) -> Any:  # skip_log, records, class_names, ... of the wrapped dataset
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)

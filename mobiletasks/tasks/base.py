@@ -196,6 +196,10 @@ class BaseTask(L.LightningModule):
         skip_log = self._skip_log(split)
         return skip_log.count if skip_log is not None else 0
 
+    def _skip_examples(self, split: str) -> str:
+        skip_log = self._skip_log(split)
+        return "; ".join(skip_log.examples()[:3]) if skip_log is not None else ""
+
     def _end(self, split: str) -> None:
         evaluator = self.evaluators.pop(split)
         skipped = self._skips(split) - self._skips_before.pop(split)
@@ -207,8 +211,7 @@ class BaseTask(L.LightningModule):
 
     def _report_skipped(self, split: str, skipped: int) -> None:
         """A shortfall of scored images is an error unless the user opted into ``skip_unreadable``."""
-        skip_log = self._skip_log(split)
-        examples = "; ".join(skip_log.examples()[:3]) if skip_log is not None else ""
+        examples = self._skip_examples(split)
         total = self.scored[split] + skipped
         if self.hparams.get("skip_unreadable"):
             log.warning(
@@ -260,6 +263,5 @@ class BaseTask(L.LightningModule):
     def on_predict_end(self) -> None:
         skipped = self._skips("predict") - self._skips_before.pop("predict", 0)
         if skipped:
-            skip_log = self._skip_log("predict")
-            examples = "; ".join(skip_log.examples()[:3]) if skip_log is not None else ""
+            examples = self._skip_examples("predict")
             log.warning("%d images could not be read and have no prediction, e.g. %s", skipped, examples)
