@@ -141,7 +141,7 @@ def test_checkpoint_of_a_data_module_given_paths_loads_weights_only(tmp_path: Pa
         max_steps=1, limit_val_batches=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path
     )
     trainer.fit(task, datamodule=dm)
-    (last,) = tmp_path.rglob("last.ckpt")
+    (last,) = tmp_path.rglob("*.ckpt")
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["datamodule_hyper_parameters"]["root"] == str(root)
 

@@ -3,7 +3,9 @@
 YAML configs name the task and the data module by import path; the data module's ``num_classes`` and
 ``image_size`` are linked to the task's, so a config never states them twice. A ``--ckpt_path`` is read
 before anything runs, so a missing or broken checkpoint is named at once, not after data set-up; its task
-settings fill in what the config and the arguments do not state (see :class:`MobileTasksCLI`).
+settings fill in what the config and the arguments do not state (see :class:`MobileTasksCLI`). Checkpoints: the
+task's :class:`~mobiletasks.tasks.TaskCheckpoint` unless the config has a ``ModelCheckpoint`` of its own, saved
+with :class:`~mobiletasks.tasks.AtomicCheckpointIO` unless it names a ``CheckpointIO``.
 
 Example:
     mobiletasks fit --config configs/detection/quickstart.yaml --trainer.max_epochs 2
@@ -19,9 +21,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import XLAAccelerator
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins import CheckpointIO
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info
 
+from ..tasks.checkpoint import AtomicCheckpointIO, MonitoredTask, TaskCheckpoint
 from ..weights import optional_key
 
 # the task settings that decide the model's weights (``BaseTask.configure_models``)
@@ -71,6 +78,36 @@ def checkpoint_model(checkpoint: dict[str, Any], class_path: str | None) -> dict
     return {"class_path": class_path, "init_args": init_args}
 
 
+def as_list(value: Any) -> list[Any]:
+    """A trainer argument that takes one object or a list of them (``callbacks``, ``plugins``), as a list."""
+    return [] if value is None else list(value) if isinstance(value, list | tuple) else [value]
+
+
+def default_checkpoint(model: L.LightningModule, config: dict[str, Any], callbacks: list[Callback]) -> list[Callback]:
+    """``[TaskCheckpoint]`` with the task's metric, or ``[]`` where the trainer's settings ``config`` or the
+    ``callbacks`` have a ``ModelCheckpoint`` already (the user's, kept as configured), checkpointing is off, or
+    the model names no metric (any LightningModule: Lightning's default checkpoint)."""
+    callbacks = [*as_list(config.get("callbacks")), *callbacks]
+    if config.get("enable_checkpointing") is False or not isinstance(model, MonitoredTask):
+        return []
+    if any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        return []
+    return [TaskCheckpoint(monitor=model.monitor, mode=model.mode)]
+
+
+def atomic_plugins(config: dict[str, Any]) -> Any:
+    """The trainer's ``plugins`` with :class:`AtomicCheckpointIO` added, unless they or the strategy have a
+    ``CheckpointIO`` already (Lightning refuses both), or the machine has TPUs (whose strategy takes its own
+    ``XLACheckpointIO`` only)."""
+    plugins = config.get("plugins")
+    strategy = config.get("strategy")
+    # Lightning's own check of a configured strategy object (lightning 2.6, trainer/connectors/accelerator_connector)
+    strategy_io = isinstance(strategy, Strategy) and strategy._checkpoint_io is not None
+    if strategy_io or any(isinstance(p, CheckpointIO) for p in as_list(plugins)) or XLAAccelerator.is_available():
+        return plugins
+    return [*as_list(plugins), AtomicCheckpointIO()]
+
+
 class MobileTasksCLI(LightningCLI):
     """LightningCLI where ``--ckpt_path`` fills in the task's settings *under* what the user states.
 
@@ -80,6 +117,10 @@ class MobileTasksCLI(LightningCLI):
     parsed over them: the checkpoint fills in only what the user did not state. Settings that would build a
     model the weights do not fit (another backbone, ``width_mult``, ``num_classes``) are refused before anything
     runs, naming the setting and both values.
+
+    The trainer gets the task's :class:`~mobiletasks.tasks.TaskCheckpoint` where the config has no
+    ``ModelCheckpoint`` (a configured one is kept exactly as written) and checkpointing is on, and saves through
+    :class:`~mobiletasks.tasks.AtomicCheckpointIO` where no ``CheckpointIO`` is configured.
     """
 
     checkpoint: dict[str, Any] | None = None
@@ -145,6 +186,14 @@ class MobileTasksCLI(LightningCLI):
             "Leave those settings out (the checkpoint's are used), set them back in the config or on the command "
             "line (num_classes and image_size come from the data module), or pass a checkpoint trained with them"
         )
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> L.Trainer:
+        # LightningCLI's hook (lightning 2.6) with the trainer's settings and the callbacks of the CLI's own
+        # arguments; self.model is built before it (LightningCLI.instantiate_classes)
+        defaults = as_list(self.trainer_defaults.get("callbacks"))
+        callbacks = [*callbacks, *default_checkpoint(self.model, config, [*callbacks, *defaults])]
+        config["plugins"] = atomic_plugins(config)  # trainer_defaults' plugins are among config's already
+        return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
         self.check_weights_fit()

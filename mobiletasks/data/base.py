@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from mobiletasks.data.samplers import EvaluationSampler, EvaluationSamples, ResumableDataLoader, TrainingSampler
 from mobiletasks.data.skips import ReplaceUnreadable
 
 PathLike = str | Path
@@ -106,18 +107,29 @@ class SplitDataModule(L.LightningDataModule):
                 self.datasets[split] = self.make_dataset(split)
         return self.datasets[split]
 
+    def _processes(self) -> tuple[int, int]:
+        """The number of processes and this one's rank (one process outside a Trainer)."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
     def _dataloader(self, split: str) -> DataLoader:
+        """Training: :class:`~mobiletasks.data.samplers.TrainingSampler` order and augmentation seeds, unreadable
+        samples replaced, the place in the epoch saved in checkpoints. Evaluation and prediction: in order, and
+        under several processes each sample on one process only (:class:`EvaluationSampler`)."""
         dataset = self.dataset(split)
-        if split == "train" and hasattr(dataset, "skip_log"):  # keep training batches whole (data.skips)
-            dataset = ReplaceUnreadable(dataset)  # type: ignore[arg-type]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=split == "train",
-            num_workers=self.num_workers,
-            collate_fn=type(self).collate_fn,
-            persistent_workers=self.num_workers > 0,
-        )
+        options: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "collate_fn": type(self).collate_fn,
+            "persistent_workers": self.num_workers > 0,
+        }
+        replicas, rank = self._processes()
+        if split == "train":
+            order = TrainingSampler(dataset, replicas, rank)
+            return ResumableDataLoader(ReplaceUnreadable(dataset), batch_size=self.batch_size, sampler=order, **options)  # type: ignore[arg-type]
+        if replicas > 1:
+            share = EvaluationSampler(dataset, replicas, rank)
+            return DataLoader(EvaluationSamples(dataset), batch_size=self.eval_batch_size, sampler=share, **options)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._dataloader("train")

@@ -117,7 +117,9 @@ class SkippingDataset(Protocol):
 
 
 class ReplaceUnreadable(Dataset):
-    """``dataset`` with every skipped sample replaced by the next one that loads (for training).
+    """``dataset`` for training: indexed by :class:`~mobiletasks.data.samplers.TrainingSampler`'s ``(index,
+    seed)`` keys (or plain indices), with the sample's augmentation seeded by its key and every skipped sample
+    replaced by the next one that loads, with the same seed.
 
     Raises:
         RuntimeError: ``max_tries`` samples in a row could not be loaded (the data is broken, not a file or
@@ -130,13 +132,18 @@ class ReplaceUnreadable(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        transform = getattr(self.dataset, "transform", None)
+        if seed is not None and transform is not None and hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
         n = len(self.dataset)
         for k in range(min(self.max_tries, n)):
             sample = self.dataset[(index + k) % n]
             if sample is not None:
                 return sample
-        examples = "; ".join(self.dataset.skip_log.examples()[:3])
+        log = getattr(self.dataset, "skip_log", None)
+        examples = "; ".join(log.examples()[:3]) if log is not None else ""
         raise RuntimeError(
             f"{min(self.max_tries, n)} training samples in a row could not be loaded (e.g. {examples}); "
             "run `mobiletasks data check --config <your config>` to list every bad file, then fix or remove them"

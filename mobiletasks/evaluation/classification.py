@@ -1,8 +1,9 @@
 """Image classification metrics: top-k accuracy (ImageNet, fine-grained) and attribute mAP / accuracy (CelebA).
 
 Both evaluators accumulate a whole split through torchmetrics and read the metrics at the end, so the result
-does not depend on how the split was batched. Inputs are checked here, with errors that name the mismatch, and
-moved to the CPU (the states are small: counts, and for AP one score per image and attribute).
+does not depend on how the split was batched, nor on how many processes shared it (``compute()`` gathers every
+process's states first, :mod:`mobiletasks.evaluation.distributed`). Inputs are checked here, with errors that
+name the mismatch, and moved to the CPU (the states are small: counts, and for AP one score per image and attribute).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy, MultilabelAveragePrecision
+
+from .distributed import gather_tensors, total
 
 __all__ = ["AttributeEvaluator", "ClassificationEvaluator"]
 
@@ -56,7 +59,10 @@ class ClassificationEvaluator:
         self.top_k = sorted({k for k in top_k if k <= num_classes})
         # the inputs are checked in update (cheaply), so torchmetrics' own checks are off
         self.metrics = {
-            k: MulticlassAccuracy(num_classes, top_k=k, average="micro", validate_args=False) for k in self.top_k
+            k: MulticlassAccuracy(
+                num_classes, top_k=k, average="micro", validate_args=False, dist_sync_fn=gather_tensors
+            )
+            for k in self.top_k
         }
         self.seen = 0
 
@@ -90,9 +96,11 @@ class ClassificationEvaluator:
 
     def compute(self) -> dict[str, float]:
         """``top<k>`` for each k of ``top_k`` that is at most ``num_classes``."""
-        if not self.seen:
+        if not total(self.seen):
             return {f"top{k}": 0.0 for k in self.top_k}
-        return {f"top{k}": float(metric.compute()) for k, metric in self.metrics.items()}
+        with warnings.catch_warnings():  # a process that scored no image of its share still takes part
+            warnings.filterwarnings("ignore", message=".*was called before the ``update``.*")
+            return {f"top{k}": float(metric.compute()) for k, metric in self.metrics.items()}
 
 
 class AttributeEvaluator:
@@ -133,8 +141,10 @@ class AttributeEvaluator:
             raise ValueError(f"threshold is {threshold}; it applies to probabilities, so pass a value in [0, 1]")
         self.threshold = threshold
         k = len(self.names)
-        self.ap = MultilabelAveragePrecision(k, average=None, validate_args=False)
-        self.acc = MultilabelAccuracy(k, threshold=threshold, average=None, validate_args=False)
+        self.ap = MultilabelAveragePrecision(k, average=None, validate_args=False, dist_sync_fn=gather_tensors)
+        self.acc = MultilabelAccuracy(
+            k, threshold=threshold, average=None, validate_args=False, dist_sync_fn=gather_tensors
+        )
         self.positives = torch.zeros(k, dtype=torch.int64)
         self.seen = 0
 
@@ -173,13 +183,14 @@ class AttributeEvaluator:
     def compute(self) -> dict[str, float]:
         """``map``, ``ap_undefined``, ``accuracy``, then ``ap/<name>`` (defined APs only) and ``acc/<name>``."""
         k = len(self.names)
-        if not self.seen:
+        if not total(self.seen):
             return {"map": 0.0, "ap_undefined": float(k), "accuracy": 0.0}
         with warnings.catch_warnings():  # torchmetrics warns about attributes without positives: handled here
             warnings.filterwarnings("ignore", message=".*[Nn]o positive samples.*")
+            warnings.filterwarnings("ignore", message=".*was called before the ``update``.*")
             ap = self.ap.compute().to(torch.float64).reshape(k)  # one attribute: torchmetrics gives a scalar
-        accuracy = self.acc.compute().to(torch.float64).reshape(k)
-        defined = self.positives > 0
+            accuracy = self.acc.compute().to(torch.float64).reshape(k)
+        defined = total(self.positives) > 0
         return {
             "map": float(ap[defined].mean()) if bool(defined.any()) else 0.0,
             "ap_undefined": float(k - int(defined.sum())),

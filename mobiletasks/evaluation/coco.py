@@ -22,6 +22,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from .coco_json import ImageId, complete_dataset, describe, id_order, is_image_id, is_number, read_json, read_results
+from .distributed import gather
 
 PathLike = str | Path
 log = logging.getLogger(__name__)
@@ -235,7 +236,11 @@ class COCOEvaluator:
         Path(path).write_text(json.dumps(self.results()))
 
     def compute(self) -> dict[str, float]:
-        """The twelve COCO stats over the images seen (all 0.0 when there is no detection at all)."""
+        """The twelve COCO stats over the images seen (all 0.0 when there is no detection at all); under
+        ``torch.distributed`` the images of every process, whose detections are gathered here first (so that
+        ``results()`` then holds them all). Every process must call it."""
+        for detections in gather(self._detections):
+            self._detections.update(detections)
         stats, self.summary = run_cocoeval(self.coco_gt, self.results(), list(self._detections))
         return stats
 

@@ -11,12 +11,15 @@ and mirrored copies of the input (the "MF" rows of the MobileNetV2 paper, Table 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
+
+from .distributed import gather_tensors, world_size
 
 __all__ = ["SegmentationEvaluator", "multiscale_logits"]
 
@@ -75,7 +78,9 @@ class SegmentationEvaluator:
             )
         self.num_classes, self.class_names, self.ignore_index = num_classes, names, ignore_index
         # the inputs are checked here (cheaply), so torchmetrics' own checks (torch.unique per batch) are off
-        self.metric = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index, validate_args=False)
+        self.metric = MulticlassConfusionMatrix(
+            num_classes, ignore_index=ignore_index, validate_args=False, dist_sync_fn=gather_tensors
+        )
 
     def reset(self) -> None:
         """Forget every pixel seen."""
@@ -132,10 +137,13 @@ class SegmentationEvaluator:
 
     @property
     def confusion_matrix(self) -> Tensor:
-        """The accumulated int64 matrix [K, K]: entry (i, j) counts pixels of class i predicted as j."""
-        if not self.metric.update_called:
+        """The accumulated int64 matrix [K, K]: entry (i, j) counts pixels of class i predicted as j, summed over
+        the processes under ``torch.distributed`` (every process must read it then)."""
+        if not self.metric.update_called and world_size() == 1:
             return torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
-        matrix: Tensor = self.metric.compute()  # summed over processes under torch.distributed
+        with warnings.catch_warnings():  # a process that scored no image of its share still takes part
+            warnings.filterwarnings("ignore", message=".*was called before the ``update``.*")
+            matrix: Tensor = self.metric.compute()
         return matrix.detach().to("cpu", torch.int64)
 
     def compute(self) -> dict[str, float]:
@@ -202,7 +210,7 @@ def multiscale_logits(
                 logits = logits.flip(-1)
             if logits.shape[-2:] != size:
                 logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)
-            probs = logits.softmax(dim=1)
+            probs = logits.float().softmax(dim=1)  # averaged in float32, also under mixed precision
             total = probs if total is None else total + probs
             count += 1
     assert total is not None  # scales is not empty

@@ -18,6 +18,9 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from .coco_json import id_order
+from .distributed import gather
+
 log = logging.getLogger(__name__)
 
 
@@ -67,9 +70,10 @@ class VOCEvaluator:
         iou_threshold: the overlap a detection needs to match a box (VOC: 0.5).
 
     ``update(preds, targets)`` takes per image a prediction dict (``boxes`` xyxy, ``scores``, ``labels``) and
-    a target dict (``boxes``, ``labels``, optional ``difficult`` bool). Classes without any (non-difficult)
-    ground truth have no AP (the devkit would give NaN): their ``ap/<class>`` says -1.0, "missing", they are
-    left out of the means, and ``classes_missing`` counts them.
+    a target dict (``boxes``, ``labels``, optional ``difficult`` bool, optional ``image_id``: under several
+    processes the images are ranked in its order, so that detections of equal score rank as in one process).
+    Classes without any (non-difficult) ground truth have no AP (the devkit would give NaN): their ``ap/<class>``
+    says -1.0, "missing", they are left out of the means, and ``classes_missing`` counts them.
 
     Example:
         >>> evaluator = VOCEvaluator(["cat", "dog"])
@@ -90,6 +94,7 @@ class VOCEvaluator:
 
     def reset(self) -> None:
         """Forget every image seen."""
+        self._ids: list[Any] = []  # per image, the target's image_id (None without): the order of the ranking's ties
         self._labels: list[Tensor] = []  # per image, of the detections that count (not matched to difficult)
         self._scores: list[Tensor] = []
         self._tp: list[Tensor] = []
@@ -130,6 +135,8 @@ class VOCEvaluator:
                 )
             self._num_gt += torch.bincount(gt_labels[~gt_difficult], minlength=len(self.class_names))
             tp, ignore = self._match(boxes, labels, scores, gt_boxes, gt_labels, gt_difficult)
+            image_id = target.get("image_id")
+            self._ids.append(int(image_id) if isinstance(image_id, Tensor) else image_id)
             self._labels.append(labels[~ignore])
             self._scores.append(scores[~ignore])
             self._tp.append(tp[~ignore])
@@ -169,22 +176,30 @@ class VOCEvaluator:
 
     def compute(self) -> dict[str, float]:
         """``map`` and ``map_07`` over the classes with ground truth (0.0 when none has any), ``classes_missing``
-        and ``ap/<class>`` of every class (-1.0: no ground truth)."""
-        labels = torch.cat([torch.zeros(0, dtype=torch.int64), *self._labels])
-        scores = torch.cat([torch.zeros(0, dtype=torch.float64), *self._scores])
-        tp = torch.cat([torch.zeros(0, dtype=torch.bool), *self._tp])
+        and ``ap/<class>`` of every class (-1.0: no ground truth); under ``torch.distributed`` over the images of
+        every process (each must call it)."""
+        states = gather((list(zip(self._ids, self._labels, self._scores, self._tp, strict=True)), self._num_gt))
+        images = [image for state, _ in states for image in state]
+        if len(states) > 1 and all(image[0] is not None for image in images):
+            # the images in the order of one process, so that detections of equal score rank alike
+            images.sort(key=lambda image: id_order(image[0]))
+        labels = torch.cat([torch.zeros(0, dtype=torch.int64), *(image[1] for image in images)])
+        scores = torch.cat([torch.zeros(0, dtype=torch.float64), *(image[2] for image in images)])
+        tp = torch.cat([torch.zeros(0, dtype=torch.bool), *(image[3] for image in images)])
+        num_gt = torch.stack([num for _, num in states]).sum(0)
+        seen = bool(images)
         aps: dict[str, float] = {}
         aps_07: list[float] = []
         for c, name in enumerate(self.class_names):
-            num_gt = int(self._num_gt[c])
-            if num_gt == 0:
+            num_gt_c = int(num_gt[c])
+            if num_gt_c == 0:
                 aps[f"ap/{name}"] = -1.0
                 continue
             mine = labels == c
-            aps[f"ap/{name}"] = average_precision(scores[mine], tp[mine], num_gt)
-            aps_07.append(average_precision(scores[mine], tp[mine], num_gt, use_07_metric=True))
+            aps[f"ap/{name}"] = average_precision(scores[mine], tp[mine], num_gt_c)
+            aps_07.append(average_precision(scores[mine], tp[mine], num_gt_c, use_07_metric=True))
         found = [ap for ap in aps.values() if ap >= 0]
-        if not found and self._labels:
+        if not found and seen:
             log.warning("no image scored holds a ground-truth box (all classes missing): map is 0 by convention")
         return {
             "map": sum(found) / len(found) if found else 0.0,

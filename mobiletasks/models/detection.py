@@ -1,13 +1,15 @@
 """SSD and SSDLite detectors on any registered backbone (MobileNetV2 paper section 6.2, MobileNetV1 Table 13).
 
 The meta-architecture is torchvision's ``SSD`` (resizing and normalization, matching with ``SSDMatcher``,
-box coding with weights (10, 10, 5, 5)); ``SSDDetector`` changes three things:
+box coding with weights (10, 10, 5, 5)); ``SSDDetector`` changes four things:
 
 - labels are 0-based object classes and ``num_classes`` excludes background (the shift is internal);
 - the loss: per-image 3:1 hard negative mining where an image without objects still contributes its
   hardest negatives (torchvision's gives it no loss at all), or sigmoid focal loss;
 - post-processing: one top-k and one ``batched_nms`` for the whole batch instead of a Python loop over
-  classes and images (same detections as torchvision's, see ``tests/test_detection.py``).
+  classes and images (same detections as torchvision's, see ``tests/test_detection.py``);
+- mixed precision: under autocast (``bf16-mixed``, ``16-mixed``) the backbone and the head run in the low
+  precision, while anchors, losses and post-processing stay in float32 (``tests/test_precision.py``).
 
 Example:
     >>> from mobiletasks import create_model
@@ -81,6 +83,13 @@ class TFAnchorGenerator(DefaultBoxGenerator):
 
     def num_anchors_per_location(self) -> list[int]:
         return [len(p) for p in self._wh_pairs]
+
+    def _grid_default_boxes(
+        self, grid_sizes: list[list[int]], image_size: list[int], dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        # torchvision makes the boxes in the feature maps' dtype: bfloat16 under autocast, whose 8-bit mantissa
+        # moves the centers by up to half a pixel at 320. Boxes are coordinates: at least float32.
+        return super()._grid_default_boxes(grid_sizes, image_size, torch.promote_types(dtype, torch.float32))
 
 
 class SSDDetector(SSD):
@@ -173,7 +182,8 @@ class SSDDetector(SSD):
         anchors: list[Tensor],
         matched_idxs: list[Tensor],
     ) -> dict[str, Tensor]:
-        regression, logits = head_outputs["bbox_regression"], head_outputs["cls_logits"]
+        regression = _at_least_float32(head_outputs["bbox_regression"])
+        logits = _at_least_float32(head_outputs["cls_logits"])
         matched = torch.stack(matched_idxs)  # [B, A], -1 where an anchor is background
         foreground = matched >= 0
         # index into the batch's concatenated ground truth
@@ -185,7 +195,7 @@ class SSDDetector(SSD):
         labels[foreground] = torch.cat([t["labels"] for t in targets])[gt_index]
 
         num_foreground = foreground.sum().clamp(min=1)
-        target_regression = self.box_coder.encode_single(gt_boxes, torch.stack(anchors)[foreground])
+        target_regression = self.box_coder.encode_single(gt_boxes, torch.stack(anchors).to(regression)[foreground])
         box_loss = F.smooth_l1_loss(regression[foreground], target_regression, reduction="sum")
 
         if self.loss == "focal":
@@ -203,12 +213,12 @@ class SSDDetector(SSD):
     def postprocess_detections(
         self, head_outputs: dict[str, Tensor], image_anchors: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> list[dict[str, Tensor]]:
-        logits = head_outputs["cls_logits"]
+        regression = _at_least_float32(head_outputs["bbox_regression"])
+        logits = _at_least_float32(head_outputs["cls_logits"])
         scores = logits[..., 1:].sigmoid() if self.loss == "focal" else F.softmax(logits, -1)[..., 1:]
         batch, num_anchors, num_classes = scores.shape
-        boxes = self.box_coder.decode_single(
-            head_outputs["bbox_regression"].reshape(-1, 4), torch.cat(image_anchors)
-        ).view(batch, num_anchors, 4)
+        boxes = self.box_coder.decode_single(regression.reshape(-1, 4), torch.cat(image_anchors).to(regression))
+        boxes = boxes.view(batch, num_anchors, 4)
         hw = torch.tensor(image_shapes, dtype=boxes.dtype, device=boxes.device)  # [B, 2]
         upper = hw.flip(1).repeat(1, 2)[:, None]  # (w, h, w, h) per image
         boxes = torch.minimum(boxes.clamp(min=0), upper)
@@ -229,6 +239,13 @@ class SSDDetector(SSD):
             {"boxes": boxes[k], "scores": scores[k], "labels": label[k]}
             for k in keep.split(per_image.clamp(max=self.detections_per_img).tolist())
         ]
+
+
+def _at_least_float32(t: Tensor) -> Tensor:
+    """``t`` in float32 (float64 stays). Under autocast the head's outputs come out in bfloat16 or float16, where
+    softmax scores tie, boxes round to 2 pixels at 320 and ``batched_nms``'s per-class offsets (class index times
+    the largest coordinate) swallow the coordinates themselves: losses and post-processing run in float32."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _init_prior(head: nn.Module, prior: float = 0.01) -> None:

@@ -1,6 +1,7 @@
 """Lightning tasks: what is trained, how it is scored and what ``predict`` writes."""
 
 from .base import BaseTask
+from .checkpoint import AtomicCheckpointIO, TaskCheckpoint
 from .classification import AttributeTask, ClassificationTask
 from .cls_writer import ClassificationWriter
 from .detection import DetectionTask
@@ -9,6 +10,7 @@ from .segmentation import SegmentationTask
 from .writers import DetectionWriter
 
 __all__ = [
+    "AtomicCheckpointIO",
     "AttributeTask",
     "BaseTask",
     "ClassificationTask",
@@ -17,4 +19,5 @@ __all__ = [
     "DetectionWriter",
     "SegmentationTask",
     "SegmentationWriter",
+    "TaskCheckpoint",
 ]

@@ -1,31 +1,40 @@
 """The base of every task: hyperparameters saved, the model built from the registry, one optimizer recipe.
 
 A task's ``__init__`` saves its (plain) arguments, then calls ``configure_models``, ``configure_losses``
-and ``configure_metrics``. Class attributes ``monitor`` and ``mode`` choose the checkpoint kept as best.
+and ``configure_metrics``. Class attributes ``monitor`` and ``mode`` name the metric of the best checkpoint
+(:class:`~mobiletasks.tasks.checkpoint.TaskCheckpoint`).
 Validation and test use the data module's ``evaluator(split)``, accumulated over the whole split; a task
 implements ``evaluate_batch`` (feed one batch to the evaluator) and may extend ``on_evaluated``. Each split
 logs how many images it scored (``val/images``); an image that could not be read fails the split unless the
 task's ``skip_unreadable`` is set (:mod:`mobiletasks.data.skips`). BatchNorm layers that a training batch of one
 image gives one value per channel use their running statistics (:mod:`mobiletasks.tasks.batchnorm`).
+
+Under several processes (Lightning's DDP) each image of a split is scored by one process and the evaluators gather
+their states before computing, so the metrics, ``images`` and the unreadable images counted are those of the whole
+split (:mod:`mobiletasks.evaluation.distributed`). A task implements ``training_loss``; ``training_step`` stops on a
+non-finite loss, or skips that batch (``nonfinite_loss``), and the global RNGs are seeded per step, so that
+``fit --ckpt_path last`` continues as the uninterrupted run would (:mod:`mobiletasks.tasks.safety`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import OptimizerCallable
-from torch import nn
+from torch import Tensor, nn
 
 from ..data.base import plain_paths
+from ..data.samplers import ResumableDataLoader, default_seed
 from ..data.skips import SkipLog
+from ..evaluation.distributed import gather
 from ..factory import create_model
 from .batchnorm import guard_single_value_batchnorm
+from .safety import first_nonfinite, nonfinite_message, step_seed
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +59,15 @@ class BaseTask(L.LightningModule):
         warmup_steps: steps of linear warm-up from lr/1000 (torchvision's detection recipe uses 1000).
         norm_weight_decay: weight decay of normalization layers' parameters and biases (None: the optimizer's).
 
-    Every task also takes ``skip_unreadable`` (default False): score validation and test splits without the
-    images that cannot be read (a warning says how many) instead of failing at the end of the split.
+    Every task also takes:
+
+    - ``skip_unreadable`` (default False): score validation and test splits without the images that cannot be
+      read (a warning says how many) instead of failing at the end of the split;
+    - ``nonfinite_loss`` (default ``"stop"``): on a NaN or infinite training loss (on any process), ``"stop"``
+      raises ``FloatingPointError`` naming the step, the loss terms and the batch's images; ``"skip"`` drops that
+      batch's update (no optimizer step; a warning names it, ``train/skipped_batches`` counts them).
+
+    A checkpoint is never written with a non-finite weight (``FloatingPointError`` instead).
     """
 
     monitor = "val/loss"
@@ -74,6 +90,10 @@ class BaseTask(L.LightningModule):
         self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
         self.scored: dict[str, int] = {}  # images fed to each split's evaluator
         self._skips_before: dict[str, int] = {}  # the split's skip count when its epoch started
+        self.seed: int | None = None  # of the per-step RNG draws; saved in checkpoints
+        self.skipped_batches = 0  # training batches dropped for a non-finite loss (nonfinite_loss="skip")
+        self._nonfinite = False  # the loss of a batch since the last optimizer step was not finite
+        self._loader_states: list[dict[str, int]] = []  # of the training loader, from the checkpoint resumed
         self.configure_models()
         self.batchnorm_guard = guard_single_value_batchnorm(self.model)
         self.configure_losses()
@@ -107,28 +127,6 @@ class BaseTask(L.LightningModule):
 
     def configure_metrics(self) -> None:
         """The metrics, where the data module does not provide the evaluator."""
-
-    def configure_callbacks(self) -> list[Callback]:
-        """The best checkpoint by the task's metric and the last one, in ``<save_dir>/<name>/checkpoints``: one
-        folder for all runs of an experiment, so ``last.ckpt`` is always the latest run's and each run's best
-        checkpoint carries its log version (``best-version_3-epoch=011.ckpt``). Without a logger, Lightning's
-        default folder."""
-        logger = self._trainer.logger if self._trainer is not None else None
-        dirpath, run = None, ""
-        if logger is not None and logger.save_dir is not None:
-            dirpath = Path(logger.save_dir) / str(logger.name) / "checkpoints"
-            version = logger.version
-            run = (version if isinstance(version, str) else f"version_{version}") + "-" if version != "" else ""
-        return [
-            ModelCheckpoint(
-                dirpath=dirpath,
-                filename=f"best-{run}{{epoch:03d}}",
-                monitor=self.monitor,
-                mode=self.mode,
-                save_last=True,
-                enable_version_counter=False,
-            )
-        ]
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The trainable parameters, with the weight decay of ``norm_weight_decay`` on normalization layers and
@@ -196,32 +194,49 @@ class BaseTask(L.LightningModule):
         skip_log = self._skip_log(split)
         return skip_log.count if skip_log is not None else 0
 
-    def _skip_examples(self, split: str) -> str:
+    def _gathered_skips(self, split: str, since: int) -> tuple[int, str]:
+        """Samples of ``split`` skipped since the count was ``since``, and some examples, over all processes."""
         skip_log = self._skip_log(split)
-        return "; ".join(skip_log.examples()[:3]) if skip_log is not None else ""
+        mine = (self._skips(split) - since, skip_log.examples()[:3] if skip_log is not None else [])
+        states = gather(mine)
+        examples = [e for _, found in states for e in found]
+        return sum(n for n, _ in states), "; ".join(dict.fromkeys(examples[:3]))
 
     def _end(self, split: str) -> None:
         evaluator = self.evaluators.pop(split)
-        skipped = self._skips(split) - self._skips_before.pop(split)
+        skipped, examples = self._gathered_skips(split, self._skips_before.pop(split))
+        scored = sum(gather(self.scored[split]))
+        self._check_whole(split, scored + skipped)
         if skipped:
-            self._report_skipped(split, skipped)
+            self._report_skipped(split, scored, skipped, examples)
         metrics = {f"{split}/{k}": float(v) for k, v in evaluator.compute().items()}
-        self.log_dict({**metrics, f"{split}/images": float(self.scored[split])})
+        # every process holds the same numbers: sync_dist averages equal values
+        self.log_dict({**metrics, f"{split}/images": float(scored)}, sync_dist=True)
         self.on_evaluated(split, evaluator)
 
-    def _report_skipped(self, split: str, skipped: int) -> None:
+    def _check_whole(self, split: str, seen: int) -> None:
+        """The images seen by all processes are the split's, each once, unless the user limited the batches."""
+        trainer = self.trainer
+        limit = trainer.limit_val_batches if split == "val" else trainer.limit_test_batches
+        datamodule: Any = getattr(trainer, "datamodule", None)
+        if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False) or limit != 1.0:
+            return
+        if not hasattr(datamodule, "dataset"):
+            return
+        size = len(datamodule.dataset(split))
+        if seen != size:
+            raise RuntimeError(
+                f"{split}: the processes saw {seen} images but the split has {size}; the metrics would not be those "
+                "of the whole split. A custom sampler or dataloader must give each image to one process once"
+            )
+
+    def _report_skipped(self, split: str, scored: int, skipped: int, examples: str) -> None:
         """A shortfall of scored images is an error unless the user opted into ``skip_unreadable``."""
-        examples = self._skip_examples(split)
-        total = self.scored[split] + skipped
+        total = scored + skipped
         if self.hparams.get("skip_unreadable"):
-            log.warning(
-                "%s: scored %d of %d images; %d could not be read and are left out of the metrics "
-                "(skip_unreadable), e.g. %s",
-                split,
-                self.scored[split],
-                total,
-                skipped,
-                examples,
+            self._warn(
+                f"{split}: scored {scored} of {total} images; {skipped} could not be read and are left out of the "
+                f"metrics (skip_unreadable), e.g. {examples}"
             )
             return
         raise ValueError(
@@ -229,6 +244,11 @@ class BaseTask(L.LightningModule):
             f"the whole split (e.g. {examples}). Fix or remove these files (`mobiletasks data check --config ...` "
             "lists every one), or set model.init_args.skip_unreadable=true to score the readable images"
         )
+
+    def _warn(self, message: str) -> None:
+        """A warning of the whole run, logged once (by the first process)."""
+        if self.trainer.is_global_zero:
+            log.warning(message)
 
     def _evaluate(self, split: str, batch: Any) -> None:
         self.scored[split] += len(batch[0])  # every task's batch starts with its images
@@ -261,7 +281,102 @@ class BaseTask(L.LightningModule):
         self._skips_before["predict"] = self._skips("predict")
 
     def on_predict_end(self) -> None:
-        skipped = self._skips("predict") - self._skips_before.pop("predict", 0)
+        skipped, examples = self._gathered_skips("predict", self._skips_before.pop("predict", 0))
         if skipped:
-            examples = self._skip_examples("predict")
-            log.warning("%d images could not be read and have no prediction, e.g. %s", skipped, examples)
+            self._warn(f"{skipped} images could not be read and have no prediction, e.g. {examples}")
+
+    # training: one loss per task; non-finite losses, per-step seeds and sound checkpoints here
+    def training_loss(self, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss to minimize and its terms to log (``{}`` when it has none) for one training batch."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        size = len(batch[0])  # every task's batch starts with its images
+        if not size:  # the training loader replaces unreadable samples, so a batch is never empty
+            raise RuntimeError(f"training batch {batch_idx} holds no image; train with a mobiletasks data module")
+        loss, terms = self.training_loss(batch)
+        if not self._finite(loss, terms, batch, batch_idx):
+            return loss  # its gradients are dropped in optimizer_step
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=size)
+        self.log("train/loss", loss, batch_size=size, prog_bar=True)
+        return loss
+
+    def _finite(self, loss: Tensor, terms: dict[str, Tensor], batch: Any, batch_idx: int) -> bool:
+        """Whether the loss is finite on every process; else stop or mark the step skipped (``nonfinite_loss``)."""
+        here = not bool(torch.isfinite(loss.detach()))
+        anywhere = here
+        if self.trainer.world_size > 1:  # every process must take the same decision, or DDP hangs
+            flag = torch.tensor(float(here), device=loss.device)
+            anywhere = bool(self.trainer.strategy.reduce(flag, reduce_op="sum") > 0)
+        if not anywhere:
+            return True
+        message = nonfinite_message(loss, terms, batch, self.current_epoch, self.global_step, batch_idx, here)
+        if self.hparams.get("nonfinite_loss", "stop") != "skip":
+            raise FloatingPointError(
+                f"{message}. Lower the learning rate or add warm-up (warmup_steps), check these images' annotations "
+                "(`mobiletasks data check`), or set model.init_args.nonfinite_loss=skip to drop such batches"
+            )
+        self._nonfinite = True
+        self.skipped_batches += 1
+        log.warning("%s: batch skipped (nonfinite_loss=skip), %d so far", message, self.skipped_batches)
+        self.log("train/skipped_batches", float(self.skipped_batches), reduce_fx="max")
+        return False
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Lightning's step, except after a non-finite loss: its gradients are dropped and no parameter moves."""
+        if optimizer_closure is None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        loss = optimizer_closure()  # training_step and backward, as optimizer.step would run them
+        if self._nonfinite:
+            self._nonfinite = False
+            optimizer.zero_grad(set_to_none=True)
+            return None
+        return super().optimizer_step(epoch, batch_idx, optimizer, lambda: loss)
+
+    def on_fit_start(self) -> None:
+        if self.seed is None:
+            self.seed = default_seed()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seed the global RNGs (dropout, ...) from the run's seed and this step, the same after a resume."""
+        assert self.seed is not None
+        torch.manual_seed(step_seed(self.seed, self.current_epoch, batch_idx, self.global_rank))
+
+    def on_train_epoch_start(self) -> None:
+        self._skips_before["train"] = self._skips("train")
+
+    def on_train_epoch_end(self) -> None:
+        replaced, examples = self._gathered_skips("train", self._skips_before.pop("train", 0))
+        if replaced:
+            self._warn(
+                f"train: {replaced} samples could not be read this epoch and were replaced by the next readable one, "
+                f"e.g. {examples}. `mobiletasks data check --config ...` lists every bad file"
+            )
+        self.log("train/replaced_samples", float(replaced), sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = first_nonfinite(checkpoint.get("state_dict", {}))
+        if bad is not None:
+            raise FloatingPointError(
+                f"not saving a checkpoint at epoch {self.current_epoch}, step {self.global_step}: weight {bad} holds "
+                "NaN or infinity; the previous checkpoints are kept. Lower the learning rate or add warm-up"
+            )
+        checkpoint["seed"] = self.seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("seed") is not None:
+            self.seed = int(checkpoint["seed"])
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        self._loader_states = fit_loop.get("state_dict", {}).get("combined_loader", [])
+
+    def on_train_start(self) -> None:
+        """Put the training loader where the checkpoint left it. Lightning does so itself only when it did not
+        build the loader before restoring the checkpoint, which ``estimated_stepping_batches`` (the schedule) does;
+        the loader reads its sampler at the first batch, which comes after this hook."""
+        states, self._loader_states = getattr(self, "_loader_states", []), []
+        loaders = self.trainer.train_dataloader
+        loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+        resumable = [loader for loader in loaders if isinstance(loader, ResumableDataLoader)]
+        if states and len(states) == len(resumable):
+            for loader, state in zip(resumable, states, strict=True):
+                loader.load_state_dict(state)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..models.detection import IMAGENET_MEAN, IMAGENET_STD
 from .base import BaseTask, Evaluator, Schedule
 from .distill import binary_soft_loss, load_teacher, softmax_soft_loss
+from .safety import NonFinitePolicy
 
 log = logging.getLogger(__name__)
 Batch = tuple[Tensor, dict[str, Any]]
@@ -45,7 +46,7 @@ class ClassificationTask(BaseTask):
         alpha: the weight of the hard loss when a teacher is set; 0 trains from the teacher alone, without labels.
         temperature: the distillation temperature T.
         mean, std: input normalization (ImageNet's, as torchvision and timm).
-        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable: see ``BaseTask``.
+        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``.
         depthwise_weight_decay: weight decay of depthwise convolution filters (V1 paper section 3.2: "very little
             or no weight decay"); None: the optimizer's.
     """
@@ -78,6 +79,7 @@ class ClassificationTask(BaseTask):
         norm_weight_decay: float | None = 0.0,
         depthwise_weight_decay: float | None = 0.0,
         skip_unreadable: bool = False,
+        nonfinite_loss: NonFinitePolicy = "stop",
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha weighs the hard-label loss and must lie in [0, 1], got {alpha}")
@@ -137,10 +139,8 @@ class ClassificationTask(BaseTask):
             logits: Tensor = teacher(x)
         return logits.float()
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+    def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         images, targets = batch
-        if not len(images):  # every image of the batch was unreadable (skipped and counted by the dataset)
-            return None
         logits = self(images)
         alpha = self.hparams["alpha"] if self.teacher is not None else 1.0
         losses: dict[str, Tensor] = {}
@@ -154,9 +154,7 @@ class ClassificationTask(BaseTask):
             losses["soft_loss"] = self.soft_loss(logits, self.teacher_logits(images))
         loss = alpha * losses.get("hard_loss", 0.0) + (1 - alpha) * losses.get("soft_loss", 0.0)
         assert isinstance(loss, Tensor)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(images))
-        self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
-        return loss
+        return loss, losses
 
     def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
         images, targets = batch
@@ -169,7 +167,7 @@ class ClassificationTask(BaseTask):
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, _ = batch
         if not len(images):
-            return torch.zeros(0, self.hparams["num_classes"])
+            return torch.zeros(0, self.hparams["num_classes"], device=self.device)
         return self.probabilities(self(images))
 
 
@@ -214,6 +212,7 @@ class AttributeTask(ClassificationTask):
         norm_weight_decay: float | None = 0.0,
         depthwise_weight_decay: float | None = 0.0,
         skip_unreadable: bool = False,
+        nonfinite_loss: NonFinitePolicy = "stop",
     ) -> None:
         super().__init__(
             model,
@@ -237,6 +236,7 @@ class AttributeTask(ClassificationTask):
             norm_weight_decay,
             depthwise_weight_decay,
             skip_unreadable,
+            nonfinite_loss,
         )
         self.pos_weight: Tensor | None = None
         if isinstance(pos_weight, int | float | list):

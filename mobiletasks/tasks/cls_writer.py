@@ -19,7 +19,8 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from ..data.io import save_png
-from .writers import write_json_atomic
+from ..evaluation.distributed import gather
+from .writers import gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,11 @@ class ClassificationWriter(BasePredictionWriter):
         self.output_dir, self.top_k, self.threshold = Path(output_dir), top_k, threshold
         self.max_images, self.columns = max_images, columns
         self.results: list[dict[str, Any]] = []
-        self.cells: list[Tensor] = []
+        self.cells: list[tuple[str, Tensor]] = []  # (file name, picture) of the first images
+        self.order: list[str] = []  # the file names of the split, in order
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.results, self.cells = [], []
+        self.results, self.cells, self.order = [], [], split_file_names(trainer)
 
     def write_on_batch_end(
         self,
@@ -149,14 +151,20 @@ class ClassificationWriter(BasePredictionWriter):
                 self.results.append({"file_name": file_name, "top_k": top})
                 caption, score = top[0]["name"], f"{top[0]['score']:.2f}"
             if len(self.cells) < self.max_images:
-                self.cells.append(caption_cell(image, caption, score))
+                self.cells.append((file_name, caption_cell(image, caption, score)))
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.results = gather_in_order(self.results, self.order)
+        place = {name: k for k, name in reversed(list(enumerate(self.order)))}
+        cells = sorted((c for rank in gather(self.cells) for c in rank), key=lambda c: place.get(c[0], len(place)))
+        if not getattr(trainer, "is_global_zero", True):
+            return
         path = self.output_dir / "predictions.json"
         write_json_atomic(path, self.results)
         log.info("predictions for %d images written to %s", len(self.results), path)
-        if self.cells:
-            grid = make_grid(torch.stack(self.cells), nrow=self.columns, padding=PADDING, pad_value=255)
+        if cells:
+            images = [cell for _, cell in cells[: self.max_images]]
+            grid = make_grid(torch.stack(images), nrow=self.columns, padding=PADDING, pad_value=255)
             sheet = self.output_dir / "contact_sheet.png"
             save_png(Image.fromarray(grid.permute(1, 2, 0).contiguous().numpy()), sheet)
-            log.info("contact sheet of %d images written to %s", len(self.cells), sheet)
+            log.info("contact sheet of %d images written to %s", len(images), sheet)

@@ -11,6 +11,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from .base import BaseTask, Evaluator, Schedule
+from .safety import NonFinitePolicy
 
 log = logging.getLogger(__name__)
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
@@ -34,7 +35,7 @@ class DetectionTask(BaseTask):
         pretrained_backbone: ImageNet weights of the backbone (a file).
         loss: ``hard_negative`` (SSD's 3:1 mining) or ``focal``.
         score_thresh, nms_thresh, topk_candidates, detections_per_img: post-processing (per-class NMS).
-        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable: see ``BaseTask``.
+        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``.
     """
 
     monitor = "val/map"
@@ -59,6 +60,7 @@ class DetectionTask(BaseTask):
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
         skip_unreadable: bool = False,
+        nonfinite_loss: NonFinitePolicy = "stop",
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
 
@@ -72,16 +74,12 @@ class DetectionTask(BaseTask):
     def forward(self, images: list[Tensor] | Tensor) -> list[dict[str, Tensor]]:
         return self.model(images)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+    def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         images, targets = batch
-        if not images:  # every image of the batch was unreadable (skipped and counted by the dataset)
-            return None
-        losses = self.model(images, targets)
+        losses: dict[str, Tensor] = self.model(images, targets)
         loss = sum(losses.values())
         assert isinstance(loss, Tensor)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=len(images))
-        self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
-        return loss
+        return loss, losses
 
     def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
         images, targets = batch
@@ -90,8 +88,10 @@ class DetectionTask(BaseTask):
 
     def on_evaluated(self, split: str, evaluator: Evaluator) -> None:
         write = getattr(evaluator, "write_results", None)
-        if write is not None and not self.trainer.sanity_checking and self.trainer.log_dir is not None:
-            path = Path(self.trainer.log_dir) / f"{split}_results.json"
+        trainer = self.trainer
+        log_dir = trainer.log_dir
+        if write is not None and not trainer.sanity_checking and log_dir is not None and trainer.is_global_zero:
+            path = Path(log_dir) / f"{split}_results.json"
             write(path)
             log.info("%s detections written to %s", split, path)
 

@@ -15,7 +15,8 @@ from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
 from ..data.io import save_png, voc_palette, write_index_png
-from .writers import OutputNames, write_json_atomic
+from ..evaluation.distributed import gather
+from .writers import OutputNames, gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class SegmentationWriter(BasePredictionWriter):
     :class:`~mobiletasks.tasks.writers.OutputNames`). ``predictions.json`` lists per image its ``file_name``,
     ``mask``, ``overlay`` (paths relative to ``output_dir``, or null) and the predicted ``classes``.
 
-    Predictions are cropped to the image's own size (the target's ``size``), undoing the batch's padding.
+    Predictions are cropped to the image's own size (the target's ``size``), undoing the batch's padding. Under
+    several processes each writes the masks of its images and the first writes ``predictions.json`` of all.
 
     Args:
         output_dir: where to write; relative paths are relative to the working directory.
@@ -61,9 +63,11 @@ class SegmentationWriter(BasePredictionWriter):
         self.drawn = 0
         self.names = OutputNames()
         self.records: list[dict[str, Any]] = []
+        self.order: list[str] = []  # the file names of the split, in order
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.written, self.drawn, self.names, self.records = 0, 0, OutputNames(), []
+        self.order = split_file_names(trainer)
+        self.written, self.drawn, self.names, self.records = 0, 0, OutputNames(file_names=self.order), []
 
     def write_on_batch_end(
         self,
@@ -80,11 +84,11 @@ class SegmentationWriter(BasePredictionWriter):
         for image, target, labels in zip(images, targets, prediction, strict=True):
             h, w = (int(v) for v in target.get("size", labels.shape[-2:]))
             labels = labels[:h, :w]
-            name = self.names(target["file_name"])
+            place, name = self.names.place(target["file_name"])
             write_index_png(labels, self.output_dir / "masks" / name)
             self.written += 1
             overlay = None
-            if self.max_images is None or self.drawn < self.max_images:
+            if self.max_images is None or (self.drawn if place is None else place) < self.max_images:
                 picture = draw_segmentation(image[:, :h, :w], labels, self.alpha)
                 rgb = Image.fromarray(picture.permute(1, 2, 0).contiguous().numpy())
                 overlay = f"overlays/{name}"
@@ -95,6 +99,10 @@ class SegmentationWriter(BasePredictionWriter):
             self.records.append({**record, "classes": classes})
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.records = gather_in_order(self.records, self.order)
+        self.written, self.drawn = sum(gather(self.written)), sum(gather(self.drawn))
+        if not getattr(trainer, "is_global_zero", True):
+            return
         write_json_atomic(self.output_dir / "predictions.json", self.records)
         log.info(
             "%d masks written to %s, %d overlays to %s",

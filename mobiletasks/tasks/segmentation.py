@@ -11,6 +11,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from .base import BaseTask, Evaluator, Schedule
+from .safety import NonFinitePolicy
 
 Batch = tuple[Tensor, list[dict[str, Any]]]
 MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # DeepLab's multi-scale evaluation inputs
@@ -34,8 +35,8 @@ class SegmentationTask(BaseTask):
         ignore_index: mask value left out of the loss and the metrics (VOC's 255).
         multiscale: evaluate (validate/test) with the paper's MF: inputs at ``scales`` and flipped, averaged.
         scales, flip: the multi-scale setting.
-        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable: see ``BaseTask`` (DeepLab uses
-            ``poly``).
+        optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``
+            (DeepLab uses ``poly``).
     """
 
     monitor = "val/miou"
@@ -59,6 +60,7 @@ class SegmentationTask(BaseTask):
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
         skip_unreadable: bool = False,
+        nonfinite_loss: NonFinitePolicy = "stop",
     ) -> None:
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
 
@@ -75,14 +77,9 @@ class SegmentationTask(BaseTask):
     def _masks(targets: list[dict[str, Any]]) -> Tensor:
         return torch.stack([t["mask"] for t in targets])
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+    def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         images, targets = batch
-        if not len(images):  # every image of the batch was unreadable (skipped and counted by the dataset)
-            return None
-        logits = self.model(images)["out"]
-        loss = self.loss(logits, self._masks(targets))
-        self.log("train/loss", loss, batch_size=len(images), prog_bar=True)
-        return loss
+        return self.loss(self.model(images)["out"], self._masks(targets)), {}
 
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
         """Cross-entropy averaged over the counted pixels (not ``ignore_index``); 0 when a batch has none, where

@@ -18,6 +18,7 @@ from torchvision.ops import box_convert
 from torchvision.utils import draw_bounding_boxes
 
 from ..data.io import save_png
+from ..evaluation.distributed import gather
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,54 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def split_file_names(trainer: L.Trainer, split: str = "predict") -> list[str]:
+    """The file names of a split of the trainer's data module, in dataset order ([] when it does not say)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is None or not hasattr(datamodule, "dataset"):
+        return []
+    dataset = datamodule.dataset(split)
+    names = getattr(dataset, "file_names", None)
+    if names is None:
+        names = [getattr(r, "file_name", None) for r in getattr(dataset, "records", [])]
+    return [str(n) for n in names] if all(n is not None for n in names) else []
+
+
+def gather_in_order(records: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
+    """The records of every process (each with a ``file_name``), in the order of ``order``'s file names (stable;
+    records of names not in ``order`` last). In one process: ``records``, unchanged."""
+    everyone = [r for rank in gather(records) for r in rank]
+    if len(everyone) == len(records):
+        return records
+    place = {name: k for k, name in reversed(list(enumerate(order)))}
+    return sorted(everyone, key=lambda r: place.get(str(r.get("file_name")), len(place)))
+
+
 class OutputNames:
     """One output file per input: the input's path relative to its folder, with ``suffix``, so that
     ``cam1/0001.jpg`` and ``cam2/0001.jpg`` get ``cam1/0001.png`` and ``cam2/0001.png``. Where two inputs would
     still share a name (``a.jpg`` and ``a.png``), the later one keeps its own suffix (``a.jpg.png``), then a
-    number. Parts that would leave the output folder (absolute paths, ``..``) are dropped."""
+    number. Parts that would leave the output folder (absolute paths, ``..``) are dropped.
 
-    def __init__(self, suffix: str = ".png") -> None:
+    ``file_names``: every input, in order, named up front, so that each process of a distributed run gives an
+    input the name one process would; ``place(file_name)`` returns its position among them too.
+    """
+
+    def __init__(self, suffix: str = ".png", file_names: Sequence[str] = ()) -> None:
         self.suffix = suffix
         self.taken: set[str] = set()
+        self.planned: dict[str, list[tuple[int, str]]] = {}
+        for k, name in enumerate(file_names):
+            self.planned.setdefault(name, []).append((k, self._new(name)))
+
+    def place(self, file_name: str) -> tuple[int | None, str]:
+        """The input's position among ``file_names`` (None: not among them) and its output name."""
+        planned = self.planned.get(file_name)
+        return planned.pop(0) if planned else (None, self._new(file_name))
 
     def __call__(self, file_name: str) -> str:
+        return self.place(file_name)[1]
+
+    def _new(self, file_name: str) -> str:
         parts = [p for p in PurePosixPath(str(file_name).replace("\\", "/")).parts if p not in ("/", ".", "..")]
         relative = PurePosixPath(*parts) if parts else PurePosixPath("image")
         candidates = [relative.with_suffix(self.suffix).as_posix(), relative.as_posix() + self.suffix]
@@ -87,7 +125,8 @@ def draw_detections(
 class DetectionWriter(BasePredictionWriter):
     """Writes ``predictions.json`` (COCO results format, the data's original category ids, and each detection's
     ``file_name``) and, for the first ``max_images`` images, ``images/<file name>.png`` with the boxes and class
-    names drawn (one picture per input, see :class:`OutputNames`).
+    names drawn (one picture per input, see :class:`OutputNames`). Under several processes each draws its own
+    images and the first process writes the detections of all, in the order of the images.
 
     Args:
         output_dir: where to write; relative paths are relative to the working directory.
@@ -99,11 +138,13 @@ class DetectionWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output_dir, self.score_threshold, self.max_images = Path(output_dir), score_threshold, max_images
         self.results: list[dict[str, Any]] = []
+        self.order: list[str] = []  # the file names of the split, in order
         self.drawn = 0
         self.names = OutputNames()
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.results, self.drawn, self.names = [], 0, OutputNames()
+        self.order = split_file_names(trainer)
+        self.results, self.drawn, self.names = [], 0, OutputNames(file_names=self.order)
         (self.output_dir / "images").mkdir(parents=True, exist_ok=True)
 
     def write_on_batch_end(
@@ -130,13 +171,17 @@ class DetectionWriter(BasePredictionWriter):
                 {"image_id": target["image_id"], "file_name": file_name, "category_id": c, "bbox": b, "score": s}
                 for c, b, s in zip(ids, xywh, scores, strict=True)
             ]
-            if self.max_images is None or self.drawn < self.max_images:
+            place, name = self.names.place(file_name)
+            if self.max_images is None or (self.drawn if place is None else place) < self.max_images:
                 picture = draw_detections(image, pred, class_names, self.score_threshold)
-                path = self.output_dir / "images" / self.names(file_name)
-                save_png(Image.fromarray(picture.permute(1, 2, 0).numpy()), path)
+                save_png(Image.fromarray(picture.permute(1, 2, 0).numpy()), self.output_dir / "images" / name)
                 self.drawn += 1
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.results = gather_in_order(self.results, self.order)
+        self.drawn = sum(gather(self.drawn))
+        if not getattr(trainer, "is_global_zero", True):
+            return
         path = self.output_dir / "predictions.json"
         write_json_atomic(path, self.results)
         log.info(
