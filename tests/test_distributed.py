@@ -182,3 +182,36 @@ def test_fit_on_two_processes_replaces_an_unreadable_image(tmp_path: Path, monke
     assert out.count("samples could not be read this epoch") == 1, out[-3000:]
     assert "train: 1 samples could not be read" in out
     assert metrics(tmp_path / "two", "train/")["train/replaced_samples"] == 1
+
+
+def test_unreadable_validation_image_read_ahead_by_workers_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DataLoader workers read the first batches before the epoch's first hook: the image is still counted."""
+    data = ["--data.init_args.root", str(tmp_path / "shapes"), "--data.init_args.num_images", "55"]
+    data += ["--data.init_args.batch_size", "8", "--data.init_args.image_size", "32"]
+    args = ["--config", str(ROOT / "configs/classification/quickstart.yaml"), *data]
+    checkpoint = train_checkpoint(args, tmp_path / "fit", monkeypatch)
+    first = sorted((tmp_path / "shapes" / "val").rglob("*.jpg"))[0]  # in the first batch
+    first.write_bytes(b"not a picture")
+    run = [*args, "--ckpt_path", str(checkpoint), "--data.init_args.num_workers", "2"]
+    run += ["--data.init_args.eval_batch_size", "2"]
+    for k in range(3):  # the workers race the hook: several runs
+        with pytest.raises(ValueError, match="1 of 11 images could not be read"):
+            one_process("validate", run, tmp_path / f"strict{k}", monkeypatch)
+    one_process("validate", [*run, "--model.init_args.skip_unreadable", "true"], tmp_path / "skip", monkeypatch)
+    assert metrics(tmp_path / "skip", "val/")["val/images"] == 10
+
+
+def test_a_share_of_no_image_predicts_nothing() -> None:
+    """A process whose batch holds only places of other processes (or unreadable images) gets an empty batch."""
+    from mobiletasks.data.collate import classification_collate, detection_collate, segmentation_collate
+    from mobiletasks.tasks import ClassificationTask, DetectionTask, SegmentationTask
+
+    small = {"model_kwargs": {"width_mult": 0.25}}
+    segmenter = SegmentationTask("deeplabv3_mobilenet_v2", num_classes=3, **small).eval()
+    assert segmenter.predict_step(segmentation_collate([None]), 0).shape[0] == 0
+    detector = DetectionTask("ssdlite_mobilenet_v2", num_classes=3, **small).eval()
+    assert detector.predict_step(detection_collate([None]), 0) == []
+    classifier = ClassificationTask("mobilenet_v1", num_classes=3, **small).eval()
+    assert classifier.predict_step(classification_collate([None]), 0).shape == (0, 3)

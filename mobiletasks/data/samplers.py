@@ -144,10 +144,12 @@ class ResumableDataLoader(DataLoader):
             return
         sampler.seed, sampler.epoch = int(state["seed"]), int(state["epoch"])
         if int(state["num_replicas"]) != sampler.num_replicas:
-            log.warning(
-                "resuming on %d processes a run checkpointed on %d: the interrupted epoch starts over (same seed)",
-                sampler.num_replicas,
-                state["num_replicas"],
-            )
+            if 0 < int(state["batches"]) < len(self) and sampler.rank == 0:
+                log.warning(
+                    "resuming on %d processes a run checkpointed mid-epoch on %d: the interrupted epoch starts over "
+                    "(same seed)",
+                    sampler.num_replicas,
+                    state["num_replicas"],
+                )
             return
         sampler.start = int(state["batches"]) * (self.batch_size or 1)

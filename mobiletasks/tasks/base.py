@@ -65,7 +65,8 @@ class BaseTask(L.LightningModule):
       read (a warning says how many) instead of failing at the end of the split;
     - ``nonfinite_loss`` (default ``"stop"``): on a NaN or infinite training loss (on any process), ``"stop"``
       raises ``FloatingPointError`` naming the step, the loss terms and the batch's images; ``"skip"`` drops that
-      batch's update (no optimizer step; a warning names it, ``train/skipped_batches`` counts them).
+      batch's update (no optimizer step, BatchNorm statistics as before the batch; a warning names it,
+      ``train/skipped_batches`` counts them).
 
     A checkpoint is never written with a non-finite weight (``FloatingPointError`` instead).
     """
@@ -94,6 +95,7 @@ class BaseTask(L.LightningModule):
         self.skipped_batches = 0  # training batches dropped for a non-finite loss (nonfinite_loss="skip")
         self._nonfinite = False  # the loss of a batch since the last optimizer step was not finite
         self._loader_states: list[dict[str, int]] = []  # of the training loader, from the checkpoint resumed
+        self._buffers_before: list[Tensor] = []  # with nonfinite_loss="skip": the buffers before the update
         self.configure_models()
         self.batchnorm_guard = guard_single_value_batchnorm(self.model)
         self.configure_losses()
@@ -194,41 +196,56 @@ class BaseTask(L.LightningModule):
         skip_log = self._skip_log(split)
         return skip_log.count if skip_log is not None else 0
 
-    def _gathered_skips(self, split: str, since: int) -> tuple[int, str]:
-        """Samples of ``split`` skipped since the count was ``since``, and some examples, over all processes."""
+    def _gathered_skips(self, split: str, since: int) -> tuple[int, int, str]:
+        """Over all processes: the samples of ``split`` skipped since the count was ``since``, all ever skipped,
+        and some examples."""
         skip_log = self._skip_log(split)
-        mine = (self._skips(split) - since, skip_log.examples()[:3] if skip_log is not None else [])
+        count = self._skips(split)
+        mine = (count - since, count, skip_log.examples()[:3] if skip_log is not None else [])
         states = gather(mine)
-        examples = [e for _, found in states for e in found]
-        return sum(n for n, _ in states), "; ".join(dict.fromkeys(examples[:3]))
+        examples = [e for *_, found in states for e in found]
+        return sum(s[0] for s in states), sum(s[1] for s in states), "; ".join(dict.fromkeys(examples[:3]))
+
+    def _unread(self, split: str, done: int) -> tuple[int, str]:
+        """Images of ``split`` that could not be read, over all processes, given the ``done`` ones, and examples.
+
+        Over a whole split they are the split's images not done: DataLoader workers may read (and count) samples
+        before the epoch's first hook, so a count taken then would miss them. Raises RuntimeError where the
+        processes saw more images than the split has, or fewer while none could not be read (a sampler or loader
+        of the user's that does not give each image to one process once)."""
+        counted, ever, examples = self._gathered_skips(split, self._skips_before.pop(split, 0))
+        size = self._split_size(split)
+        if size is None:  # part of the split (limit_*_batches, the sanity check): the count since the start
+            return counted, examples
+        if done > size or (done < size and not ever):
+            raise RuntimeError(
+                f"{split}: the processes saw {done} images but the split has {size}; the metrics would not be those "
+                "of the whole split. A custom sampler or dataloader must give each image to one process once"
+            )
+        return size - done, examples
 
     def _end(self, split: str) -> None:
         evaluator = self.evaluators.pop(split)
-        skipped, examples = self._gathered_skips(split, self._skips_before.pop(split))
         scored = sum(gather(self.scored[split]))
-        self._check_whole(split, scored + skipped)
+        skipped, examples = self._unread(split, scored)
         if skipped:
             self._report_skipped(split, scored, skipped, examples)
         metrics = {f"{split}/{k}": float(v) for k, v in evaluator.compute().items()}
-        # every process holds the same numbers: sync_dist averages equal values
-        self.log_dict({**metrics, f"{split}/images": float(scored)}, sync_dist=True)
+        # every process holds the same numbers: their max is each (a mean of equal floats is not always equal)
+        self.log_dict({**metrics, f"{split}/images": float(scored)}, sync_dist=True, reduce_fx="max")
         self.on_evaluated(split, evaluator)
 
-    def _check_whole(self, split: str, seen: int) -> None:
-        """The images seen by all processes are the split's, each once, unless the user limited the batches."""
+    def _split_size(self, split: str) -> int | None:
+        """The number of images of ``split`` when the run covers all of it (else None: ``limit_*_batches``,
+        ``fast_dev_run``, the sanity check, a data module that does not say)."""
         trainer = self.trainer
-        limit = trainer.limit_val_batches if split == "val" else trainer.limit_test_batches
+        limit = getattr(trainer, f"limit_{split if split != 'val' else 'val'}_batches", None)
         datamodule: Any = getattr(trainer, "datamodule", None)
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False) or limit != 1.0:
-            return
+            return None
         if not hasattr(datamodule, "dataset"):
-            return
-        size = len(datamodule.dataset(split))
-        if seen != size:
-            raise RuntimeError(
-                f"{split}: the processes saw {seen} images but the split has {size}; the metrics would not be those "
-                "of the whole split. A custom sampler or dataloader must give each image to one process once"
-            )
+            return None
+        return len(datamodule.dataset(split))
 
     def _report_skipped(self, split: str, scored: int, skipped: int, examples: str) -> None:
         """A shortfall of scored images is an error unless the user opted into ``skip_unreadable``."""
@@ -280,8 +297,11 @@ class BaseTask(L.LightningModule):
             )
         self._skips_before["predict"] = self._skips("predict")
 
+    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.scored["predict"] = self.scored.get("predict", 0) + len(batch[0])
+
     def on_predict_end(self) -> None:
-        skipped, examples = self._gathered_skips("predict", self._skips_before.pop("predict", 0))
+        skipped, examples = self._unread("predict", sum(gather(self.scored.pop("predict", 0))))
         if skipped:
             self._warn(f"{skipped} images could not be read and have no prediction, e.g. {examples}")
 
@@ -294,9 +314,12 @@ class BaseTask(L.LightningModule):
         size = len(batch[0])  # every task's batch starts with its images
         if not size:  # the training loader replaces unreadable samples, so a batch is never empty
             raise RuntimeError(f"training batch {batch_idx} holds no image; train with a mobiletasks data module")
+        if self.hparams.get("nonfinite_loss") == "skip" and not self._nonfinite:
+            # the BatchNorm statistics before the update's batches: a non-finite batch may put NaN in them
+            self._buffers_before = [b.detach().clone() for b in self.buffers()]
         loss, terms = self.training_loss(batch)
         if not self._finite(loss, terms, batch, batch_idx):
-            return loss  # its gradients are dropped in optimizer_step
+            return loss  # its gradients and statistics are dropped in optimizer_step
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=size)
         self.log("train/loss", loss, batch_size=size, prog_bar=True)
         return loss
@@ -330,6 +353,9 @@ class BaseTask(L.LightningModule):
         if self._nonfinite:
             self._nonfinite = False
             optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():  # after backward: autograd keeps the statistics the forward updated
+                for buffer, saved in zip(self.buffers(), self._buffers_before, strict=True):
+                    buffer.copy_(saved)
             return None
         return super().optimizer_step(epoch, batch_idx, optimizer, lambda: loss)
 
@@ -346,13 +372,13 @@ class BaseTask(L.LightningModule):
         self._skips_before["train"] = self._skips("train")
 
     def on_train_epoch_end(self) -> None:
-        replaced, examples = self._gathered_skips("train", self._skips_before.pop("train", 0))
+        replaced, _, examples = self._gathered_skips("train", self._skips_before.pop("train", 0))
         if replaced:
             self._warn(
                 f"train: {replaced} samples could not be read this epoch and were replaced by the next readable one, "
                 f"e.g. {examples}. `mobiletasks data check --config ...` lists every bad file"
             )
-        self.log("train/replaced_samples", float(replaced), sync_dist=True)
+        self.log("train/replaced_samples", float(replaced), sync_dist=True, reduce_fx="max")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         bad = first_nonfinite(checkpoint.get("state_dict", {}))

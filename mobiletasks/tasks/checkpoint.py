@@ -54,10 +54,10 @@ class TaskCheckpoint(ModelCheckpoint):
 
     One folder holds all runs of an experiment, so ``last.ckpt`` is always the latest run's, and each run's best
     checkpoint carries its log version (``best-version_3-epoch=011.ckpt``); without a logger, Lightning's default
-    folder. ``last.ckpt`` is written at every checkpoint, also where the metric did not improve: since lightning
-    2.6 a ``ModelCheckpoint`` writes it only together with a best checkpoint, so it would be a copy of the best
-    one and a resumed run would repeat the epochs after it. ``fit --ckpt_path last`` resumes from this folder's
-    ``last.ckpt``.
+    folder. ``last.ckpt`` is written after every validation and at the end of every training epoch, also where
+    the metric did not improve (since lightning 2.6 a ``ModelCheckpoint`` writes it only together with a best
+    checkpoint) and in epochs without validation, so a killed run loses at most one epoch. ``fit --ckpt_path
+    last`` resumes from this folder's ``last.ckpt``.
 
     ``mobiletasks fit`` adds this callback, with the task's ``monitor`` and ``mode``, unless the config has a
     ``ModelCheckpoint`` of its own or sets ``enable_checkpointing: false``. A plain ``L.Trainer`` keeps
@@ -147,8 +147,9 @@ class TaskCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_anyway(trainer)
+        # every epoch, also those without validation (configs validate every 2 to 10 epochs): a killed run loses
+        # at most one epoch
+        self._save_last_anyway(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)

@@ -95,4 +95,6 @@ class SegmentationTask(BaseTask):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, _ = batch
+        if not len(images):  # unreadable images only, or another process's share (data.samplers)
+            return torch.zeros(0, 0, 0, dtype=torch.long, device=self.device)
         return self(images).argmax(1)
