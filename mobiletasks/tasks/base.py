@@ -239,7 +239,7 @@ class BaseTask(L.LightningModule):
         """The number of images of ``split`` when the run covers all of it (else None: ``limit_*_batches``,
         ``fast_dev_run``, the sanity check, a data module that does not say)."""
         trainer = self.trainer
-        limit = getattr(trainer, f"limit_{split if split != 'val' else 'val'}_batches", None)
+        limit = getattr(trainer, f"limit_{split}_batches", None)
         datamodule: Any = getattr(trainer, "datamodule", None)
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False) or limit != 1.0:
             return None
