@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..data.base import plain_paths
 from ..data.samplers import ResumableDataLoader, default_seed
 from ..data.skips import SkipLog
-from ..evaluation.distributed import gather
+from ..evaluation.distributed import gather, total
 from ..factory import create_model
 from .batchnorm import guard_single_value_batchnorm
 from .safety import first_nonfinite, nonfinite_message, step_seed
@@ -226,7 +226,7 @@ class BaseTask(L.LightningModule):
 
     def _end(self, split: str) -> None:
         evaluator = self.evaluators.pop(split)
-        scored = sum(gather(self.scored[split]))
+        scored = total(self.scored[split])
         skipped, examples = self._unread(split, scored)
         if skipped:
             self._report_skipped(split, scored, skipped, examples)
@@ -301,7 +301,7 @@ class BaseTask(L.LightningModule):
         self.scored["predict"] = self.scored.get("predict", 0) + len(batch[0])
 
     def on_predict_end(self) -> None:
-        skipped, examples = self._unread("predict", sum(gather(self.scored.pop("predict", 0))))
+        skipped, examples = self._unread("predict", total(self.scored.pop("predict", 0)))
         if skipped:
             self._warn(f"{skipped} images could not be read and have no prediction, e.g. {examples}")
 

@@ -19,7 +19,6 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from ..data.io import save_png
-from ..evaluation.distributed import gather
 from .writers import gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -155,8 +154,7 @@ class ClassificationWriter(BasePredictionWriter):
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.results = gather_in_order(self.results, self.order)
-        place = {name: k for k, name in reversed(list(enumerate(self.order)))}
-        cells = sorted((c for rank in gather(self.cells) for c in rank), key=lambda c: place.get(c[0], len(place)))
+        cells = gather_in_order(self.cells, self.order, file_name=lambda cell: cell[0])
         if not getattr(trainer, "is_global_zero", True):
             return
         path = self.output_dir / "predictions.json"

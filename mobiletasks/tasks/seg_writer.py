@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
 from ..data.io import save_png, voc_palette, write_index_png
-from ..evaluation.distributed import gather
+from ..evaluation.distributed import total
 from .writers import OutputNames, gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class SegmentationWriter(BasePredictionWriter):
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.records = gather_in_order(self.records, self.order)
-        self.written, self.drawn = sum(gather(self.written)), sum(gather(self.drawn))
+        self.written, self.drawn = total(self.written), total(self.drawn)
         if not getattr(trainer, "is_global_zero", True):
             return
         write_json_atomic(self.output_dir / "predictions.json", self.records)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
@@ -18,9 +18,10 @@ from torchvision.ops import box_convert
 from torchvision.utils import draw_bounding_boxes
 
 from ..data.io import save_png
-from ..evaluation.distributed import gather
+from ..evaluation.distributed import gather, total
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -43,14 +44,19 @@ def split_file_names(trainer: L.Trainer, split: str = "predict") -> list[str]:
     return [str(n) for n in names] if all(n is not None for n in names) else []
 
 
-def gather_in_order(records: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
-    """The records of every process (each with a ``file_name``), in the order of ``order``'s file names (stable;
-    records of names not in ``order`` last). In one process: ``records``, unchanged."""
+def gather_in_order(
+    records: list[T],
+    order: Sequence[str],
+    file_name: Callable[[T], str] = lambda r: r["file_name"],  # type: ignore[index]
+) -> list[T]:
+    """The records of every process, in the order of ``order``'s file names (stable; records of names not in
+    ``order`` last); ``file_name`` reads a record's (default: its ``"file_name"`` key). In one process:
+    ``records``, unchanged."""
     everyone = [r for rank in gather(records) for r in rank]
     if len(everyone) == len(records):
         return records
     place = {name: k for k, name in reversed(list(enumerate(order)))}
-    return sorted(everyone, key=lambda r: place.get(str(r.get("file_name")), len(place)))
+    return sorted(everyone, key=lambda r: place.get(str(file_name(r)), len(place)))
 
 
 class OutputNames:
@@ -179,7 +185,7 @@ class DetectionWriter(BasePredictionWriter):
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.results = gather_in_order(self.results, self.order)
-        self.drawn = sum(gather(self.drawn))
+        self.drawn = total(self.drawn)
         if not getattr(trainer, "is_global_zero", True):
             return
         path = self.output_dir / "predictions.json"
