@@ -19,6 +19,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("lightning", "main"),
     "test": ("lightning", "main"),
     "predict": ("lightning", "main"),
+    "export": ("export", "main"),
+    "infer": ("infer", "main"),
 }
 
 

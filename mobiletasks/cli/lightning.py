@@ -13,14 +13,10 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.accelerators import XLAAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -28,54 +24,13 @@ from lightning.pytorch.plugins import CheckpointIO
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..tasks.checkpoint import AtomicCheckpointIO, MonitoredTask, TaskCheckpoint
+from ..tasks.checkpoint import AtomicCheckpointIO, MonitoredTask, TaskCheckpoint, check_checkpoint, checkpoint_model
 from ..weights import optional_key
 
 # the task settings that decide the model's weights (``BaseTask.configure_models``)
 _ARCHITECTURE = ("model", "num_classes", "model_kwargs", "pretrained_backbone", "loss")
 # ckpt_path values Lightning resolves itself
 _SPECIAL_CHECKPOINTS = ("best", "last", "hpc", "registry")
-
-
-def check_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path``, loaded with ``weights_only=True``; a clear error unless it is a Lightning one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist; pass --ckpt_path the .ckpt file of a run "
-            "(its checkpoints/ folder holds last.ckpt and the best one)"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(
-            f"checkpoint {path} cannot be read: it is truncated, corrupt or not a checkpoint saved by mobiletasks "
-            f"({type(err).__name__}: {reason}). Pass another one, e.g. the run's last.ckpt"
-        ) from err
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise ValueError(
-            f"checkpoint {path} holds no 'state_dict': it is not a Lightning checkpoint. For weights of a bare "
-            "model use the task's `pretrained` argument instead of --ckpt_path"
-        )
-    return checkpoint
-
-
-def checkpoint_model(checkpoint: dict[str, Any], class_path: str | None) -> dict[str, Any] | None:
-    """``{"class_path", "init_args"}`` of the task a checkpoint was saved from (its saved hyperparameters, those
-    that the class still takes); None when it saved none. ``class_path``: the class when the checkpoint does not
-    name one."""
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    class_path = hparams.pop("_class_path", None) or class_path
-    if not class_path or not hparams:
-        return None
-    module, _, name = str(class_path).rpartition(".")
-    try:
-        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
-    except (ImportError, AttributeError, ValueError):
-        return None  # a class this installation lacks: the config names the task, as without a checkpoint
-    init_args = {k: v for k, v in hparams.items() if k in parameters}
-    return {"class_path": class_path, "init_args": init_args}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -208,9 +163,9 @@ class MobileTasksCLI(LightningCLI):
         self.check_weights_fit()
 
 
-def main(argv: list[str]) -> int:
-    """Run a LightningCLI sub-command; ``argv`` starts with the sub-command (``fit``, ``validate``, ...)."""
-    MobileTasksCLI(
+def build_cli(argv: list[str], run: bool = True) -> MobileTasksCLI:
+    """The CLI of ``argv``; ``run=False``: only the task, data module and trainer of a config, nothing run."""
+    return MobileTasksCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
@@ -218,5 +173,11 @@ def main(argv: list[str]) -> int:
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         args=argv,
+        run=run,
     )
+
+
+def main(argv: list[str]) -> int:
+    """Run a LightningCLI sub-command; ``argv`` starts with the sub-command (``fit``, ``validate``, ...)."""
+    build_cli(argv)
     return 0

@@ -140,6 +140,7 @@ class ClassificationDataModule(SplitDataModule):
         if len(crop_scale) != 2:
             raise ValueError(f"crop_scale must be two area fractions (low, high), e.g. (0.08, 1.0), got {crop_scale}")
         self.train_aug = classification_train_transform(image_size, (crop_scale[0], crop_scale[1]), hflip, augment)
+        self.crop_fraction = crop_fraction
         self.val_aug = self.test_aug = self.predict_aug = classification_eval_transform(image_size, crop_fraction)
 
     def folder_dataset(self, folder: PathLike) -> ClassificationDataset:

@@ -73,6 +73,7 @@ class BaseTask(L.LightningModule):
 
     monitor = "val/loss"
     mode: Literal["min", "max"] = "min"
+    kind = "task"  # classification, attributes, detection or segmentation: what export and infer produce
     model: nn.Module
     prediction_writer = "a prediction writer"  # named in the warning when predict runs without one
 
@@ -388,6 +389,24 @@ class BaseTask(L.LightningModule):
                 "NaN or infinity; the previous checkpoints are kept. Lower the learning rate or add warm-up"
             )
         checkpoint["seed"] = self.seed
+        checkpoint["mobiletasks"] = self.deploy_record()
+
+    def deploy_record(self) -> dict[str, Any]:
+        """What ``mobiletasks export`` and ``infer`` need beyond the weights, saved in every checkpoint as
+        ``checkpoint["mobiletasks"]``: the task class and ``kind``, and from the data module (when there is one)
+        the class names, COCO category ids, image size and a classifier's ``crop_fraction``."""
+        cls = type(self)
+        record: dict[str, Any] = {"task_class": f"{cls.__module__}.{cls.__qualname__}", "kind": self.kind}
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        for key in ("class_names", "category_ids", "image_size", "crop_fraction"):
+            try:
+                value = getattr(datamodule, key, None)
+            except (OSError, ValueError, NotImplementedError):  # a data module that cannot say
+                value = None
+            if value is not None:
+                record[key] = list(value) if isinstance(value, list | tuple) else value
+        return record
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint.get("seed") is not None:

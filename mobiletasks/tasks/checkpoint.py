@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 import os
 import secrets
 from pathlib import Path
@@ -199,3 +201,77 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(temporary)
             raise
+
+
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, loaded with ``weights_only=True``; a clear error unless it is a Lightning one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; pass --ckpt_path the .ckpt file of a run "
+            "(its checkpoints/ folder holds last.ckpt and the best one)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"checkpoint {path} cannot be read: it is truncated, corrupt or not a checkpoint saved by mobiletasks "
+            f"({type(err).__name__}: {reason}). Pass another one, e.g. the run's last.ckpt"
+        ) from err
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ValueError(
+            f"checkpoint {path} holds no 'state_dict': it is not a Lightning checkpoint. For weights of a bare "
+            "model use the task's `pretrained` argument instead of --ckpt_path"
+        )
+    return checkpoint
+
+
+def checkpoint_model(checkpoint: dict[str, Any], class_path: str | None) -> dict[str, Any] | None:
+    """``{"class_path", "init_args"}`` of the task a checkpoint was saved from (its saved hyperparameters, those
+    that the class still takes); None when it saved none. ``class_path``: the class when the checkpoint does not
+    name one."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None) or class_path
+    if not class_path or not hparams:
+        return None
+    module, _, name = str(class_path).rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, ValueError):
+        return None  # a class this installation lacks: the config names the task, as without a checkpoint
+    init_args = {k: v for k, v in hparams.items() if k in parameters}
+    return {"class_path": class_path, "init_args": init_args}
+
+
+def load_task(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
+    """The task a checkpoint was saved from, with its weights, in eval mode on the CPU, and the checkpoint's
+    deploy record (``BaseTask.deploy_record``: ``kind``, ``class_names``, ...; older checkpoints: ``kind`` only).
+
+    The task is rebuilt from its saved hyperparameters without its ``pretrained`` / ``pretrained_backbone`` files
+    (the checkpoint holds the trained weights), so it loads where those files are absent.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing or unreadable checkpoint, or one that names no mobiletasks task.
+    """
+    checkpoint = check_checkpoint(path)
+    record = dict(checkpoint.get("mobiletasks") or {})
+    spec = checkpoint_model(checkpoint, record.get("task_class"))
+    if spec is None:
+        raise ValueError(
+            f"checkpoint {path} names no task class in its hyper_parameters: it was not saved by a mobiletasks task "
+            "run (mobiletasks fit); export a model by name with --model instead"
+        )
+    module, _, name = str(spec["class_path"]).rpartition(".")
+    task_class = getattr(importlib.import_module(module), name)
+    init_args = dict(spec["init_args"])
+    for key in ("pretrained", "pretrained_backbone"):
+        if key in init_args:
+            init_args[key] = None
+    task: L.LightningModule = task_class(**init_args)
+    try:
+        task.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {path}: its weights do not fit {name}({init_args}): {err}") from err
+    record.setdefault("kind", getattr(task_class, "kind", "task"))
+    return task.eval(), record

@@ -38,6 +38,7 @@ class DetectionTask(BaseTask):
         optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``.
     """
 
+    kind = "detection"
     monitor = "val/map"
     mode = "max"
     prediction_writer = "mobiletasks.tasks.DetectionWriter"

@@ -39,6 +39,7 @@ class SegmentationTask(BaseTask):
             (DeepLab uses ``poly``).
     """
 
+    kind = "segmentation"
     monitor = "val/miou"
     mode = "max"
     prediction_writer = "mobiletasks.tasks.SegmentationWriter"
