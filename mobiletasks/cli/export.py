@@ -62,7 +62,7 @@ def _from_config(config: str) -> tuple[Any, dict[str, Any]]:
 
     cli = build_cli(["--config", config], run=False)
     task, datamodule = cli.model, cli.datamodule
-    record = task.deploy_record()
+    record = {**task.deploy_record(), "model": task.hparams.get("model", "")}
     for key in ("class_names", "category_ids", "crop_fraction", "image_size"):
         value = getattr(datamodule, key, None)
         if value is not None:
@@ -79,6 +79,7 @@ def build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise ValueError(f"KEY=VALUE arguments {args.kwargs} go with --model only")
     if args.ckpt_path:
         task, record = load_task(args.ckpt_path)
+        record.setdefault("model", task.hparams.get("model", ""))
         return task.model, record
     if args.config:
         task, record = _from_config(args.config)
@@ -101,8 +102,6 @@ def build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     try:
         return _run(args)
@@ -134,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         dynamic_batch=not args.static_batch,
         crop_fraction=float(record.get("crop_fraction") or 0.875),
         category_ids=record.get("category_ids"),
-        model_name=str(record.get("model") or getattr(getattr(model, "hparams", None), "model", "") or ""),
+        model_name=str(record.get("model") or ""),
         opset=args.opset or OPSET,
     )
     print(

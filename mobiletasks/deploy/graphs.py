@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 
+from ..heads.classification import AttributeHead
 from ..models.detection import SSDDetector
 from ..models.segmentation import DeepLabV3
 from .nms import grouped_nms
@@ -122,21 +123,23 @@ class DetectionGraph(nn.Module):
         )
 
 
+def _task_of(model: nn.Module) -> Task:
+    if isinstance(model, SSDDetector):
+        return "detection"
+    if isinstance(model, DeepLabV3):
+        return "segmentation"
+    return "attributes" if isinstance(getattr(model, "head", None), AttributeHead) else "classification"
+
+
 def inference_graph(model: nn.Module, task: Task | None = None) -> tuple[nn.Module, Task]:
     """The graph of ``model`` for ``task`` (None: detection for an ``SSDDetector``, segmentation for a
-    ``DeepLabV3``, classification otherwise) and the task.
+    ``DeepLabV3``, attributes for an ``attribute_classifier``, classification otherwise) and the task.
 
     Raises:
         ValueError: a task that does not fit the model.
     """
     if task is None:
-        task = (
-            "detection"
-            if isinstance(model, SSDDetector)
-            else "segmentation"
-            if isinstance(model, DeepLabV3)
-            else "classification"
-        )
+        task = _task_of(model)
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if (task == "detection") != isinstance(model, SSDDetector):

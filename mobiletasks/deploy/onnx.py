@@ -10,10 +10,11 @@ preprocessing of a classifier's images and, for COCO data, the category ids.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,8 @@ def export_onnx(
         if task in ("detection", "segmentation"):
             dims[2] = torch.export.Dim("height", min=8, max=_MAX_SIDE)
             dims[3] = torch.export.Dim("width", min=8, max=_MAX_SIDE)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), _quiet("onnx_ir", "onnxscript"):
+            warnings.simplefilter("ignore")  # the exporter's notes on its own internals
             program = torch.onnx.export(
                 graph,
                 (example,),
@@ -180,6 +181,20 @@ def export_onnx(
         model.train(was_training)
     log.info("%s model written to %s (opset %d)", task, path, opset)
     return info
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """The exporter's libraries log their internals as warnings ("Attribute type is ambiguous ..."): errors only."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _check_classes(task: Task, outputs: Any, num_names: int) -> None:
