@@ -98,9 +98,8 @@ class DetectionGraph(nn.Module):
 
         k = min(model.topk_candidates, num_anchors)
         top_scores, top_anchor = scores.transpose(1, 2).topk(k, dim=-1)  # [N, C, k]
-        candidates = torch.gather(
-            boxes[:, None].expand(-1, num_classes, -1, -1), 2, top_anchor[..., None].expand(-1, -1, -1, 4)
-        )
+        first = torch.arange(batch, device=boxes.device)[:, None, None] * num_anchors  # of each image's anchors
+        candidates = boxes.reshape(-1, 4)[(top_anchor + first).reshape(-1)].view(batch, num_classes, k, 4)
         kept = grouped_nms(
             candidates.reshape(-1, k, 4), top_scores.reshape(-1, k), model.nms_thresh, model.score_thresh
         )
