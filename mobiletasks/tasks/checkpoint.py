@@ -260,7 +260,7 @@ def load_task(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
     if spec is None:
         raise ValueError(
             f"checkpoint {path} names no task class in its hyper_parameters: it was not saved by a mobiletasks task "
-            "run (mobiletasks fit); export a model by name with --model instead"
+            "run (mobiletasks fit or a Trainer fitting a mobiletasks task); pass the .ckpt of such a run"
         )
     module, _, name = str(spec["class_path"]).rpartition(".")
     task_class = getattr(importlib.import_module(module), name)
