@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from mobiletasks import create_model, model_summary
 from mobiletasks.data.collate import classification_collate
 from mobiletasks.heads.classification import AttributeHead, ClassificationHead
+from mobiletasks.preprocessing import IMAGENET_MEAN
 from mobiletasks.tasks.classification import AttributeTask, ClassificationTask
 from mobiletasks.tasks.distill import binary_soft_loss, load_teacher, softmax_soft_loss
 
@@ -130,6 +131,25 @@ def test_distillation_moves_the_student_toward_the_teacher(task_class: type, tmp
             agree = (task.eval()(images).argmax(1) == task.teacher_logits(images).argmax(1)).float().mean()
         assert agree >= 0.75
     assert not any(k.startswith("teacher") for k in task.state_dict())  # checkpoints carry the student only
+
+
+def test_the_model_and_the_teacher_get_the_images_in_0_1(tmp_path: Path) -> None:
+    """The tasks no longer normalize: their models do, with the statistics ``model_kwargs`` give them."""
+    half = (0.5, 0.5, 0.5)
+    task = ClassificationTask(
+        num_classes=5,
+        model_kwargs={**SMALL, "image_mean": half, "image_std": half},
+        teacher="classifier",
+        teacher_weights=str(_teacher_file(tmp_path, 5)),
+        teacher_kwargs={"backbone_kwargs": SMALL},
+    )
+    task.setup("fit")
+    assert task.teacher is not None and "mean" not in task.hparams
+    assert (task.model.image_mean, task.model.image_std, task.teacher.image_mean) == (half, half, IMAGENET_MEAN)
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(task.eval()(x), task.model(x))
+        assert torch.equal(task.teacher_logits(x), task.teacher(x))
 
 
 def test_soft_losses_are_zero_at_the_teacher_and_match_their_formulas() -> None:

@@ -51,7 +51,8 @@ def test_normalization_is_inside() -> None:
     model = create_model("deeplabv3_mobilenet_v2", num_classes=2, aspp=False).eval()
     x = torch.rand(1, 3, 32, 32)
     with torch.inference_mode():
-        features = model.backbone((x - model.mean) / model.std)["layer18"]
+        mean, std = torch.tensor(model.image_mean).view(3, 1, 1), torch.tensor(model.image_std).view(3, 1, 1)
+        features = model.backbone((x - mean) / std)["layer18"]
         expected = torch.nn.functional.interpolate(model.head(features), size=(32, 32), mode="bilinear")
         torch.testing.assert_close(model(x)["out"], expected)
 

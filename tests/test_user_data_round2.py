@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-from conftest import HAS_TIMM, randomize
+from conftest import HAS_TIMM, calibrate, randomize
 from user_data import coco_copy, ground_truth_results, needs_data
 
 from mobiletasks import create_backbone, create_model
 from mobiletasks.cli import main
 from mobiletasks.data import COCODetection
 from mobiletasks.evaluation import COCOEvaluator, VOCEvaluator, evaluate_results_file
+from mobiletasks.preprocessing import Normalize
 
 # ------------------------------------------------------------------ valid inputs refused
 
@@ -29,14 +30,14 @@ def without_batch_counts(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def test_torchvision_weights_without_num_batches_tracked(tmp_path: Path) -> None:
-    ref = randomize(torchvision.models.mobilenet_v2())
+    x = torch.rand(1, 3, 96, 96)  # ours takes [0, 1] images, torchvision's network normalized ones
+    ref = calibrate(randomize(torchvision.models.mobilenet_v2()), Normalize()(x))
     path = tmp_path / "mobilenet_v2.pth"
     torch.save(without_batch_counts(ref.state_dict()), path)
     torchvision.models.mobilenet_v2().load_state_dict(torch.load(path, weights_only=True))  # PyTorch accepts it
     ours = create_model("mobilenet_v2", num_classes=1000, pretrained=path).eval()
-    x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(Normalize()(x)), rtol=0, atol=1e-5)
     backbone = create_backbone("mobilenet_v2", pretrained=path)  # pretrained_backbone goes through the same
     assert backbone is not None
     detector = create_model("ssdlite_mobilenet_v2", num_classes=3, pretrained_backbone=path)
@@ -47,13 +48,13 @@ def test_torchvision_weights_without_num_batches_tracked(tmp_path: Path) -> None
 def test_timm_weights_without_num_batches_tracked(tmp_path: Path) -> None:
     import timm
 
-    ref = randomize(timm.create_model("mobilenetv1_100", pretrained=False))
+    x = torch.rand(1, 3, 96, 96)
+    ref = calibrate(randomize(timm.create_model("mobilenetv1_100", pretrained=False)), Normalize()(x))
     path = tmp_path / "mobilenetv1_100.pth"
     torch.save(without_batch_counts(ref.state_dict()), path)
     ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path).eval()
-    x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(Normalize()(x)), rtol=0, atol=1e-5)
 
 
 def test_other_missing_keys_are_still_refused(tmp_path: Path) -> None:

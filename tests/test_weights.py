@@ -7,15 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import HAS_TIMM, randomize
+from conftest import HAS_TIMM, calibrate, randomize
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from mobiletasks import create_backbone, create_model
+from mobiletasks.preprocessing import Normalize
+
+# our classifiers take [0, 1] images and normalize inside; torchvision's and timm's networks take normalized ones
+normalize = Normalize()
+IMAGES = normalize(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))  # as the references see them
 
 
 @pytest.fixture
 def torchvision_v2(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
-    ref = randomize(torchvision.models.mobilenet_v2())
+    ref = calibrate(randomize(torchvision.models.mobilenet_v2()), IMAGES)
     path = tmp_path / "mobilenet_v2-b0353104.pth"
     torch.save(ref.state_dict(), path)
     return ref, path
@@ -24,9 +29,9 @@ def torchvision_v2(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
 def test_torchvision_mobilenet_v2_logits(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
     ref, path = torchvision_v2
     ours = create_model("mobilenet_v2", num_classes=1000, pretrained=path).eval()
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
 
 
 def test_same_file_into_the_backbone(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
@@ -45,13 +50,13 @@ def test_same_file_into_the_backbone(torchvision_v2: tuple[torch.nn.Module, Path
 def test_timm_mobilenet_v1_logits(tmp_path: Path) -> None:
     import timm
 
-    ref = randomize(timm.create_model("mobilenetv1_100", pretrained=False))
+    ref = calibrate(randomize(timm.create_model("mobilenetv1_100", pretrained=False)), IMAGES)
     path = tmp_path / "mobilenetv1_100.pth"
     torch.save(ref.state_dict(), path)
     ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path).eval()
-    x = torch.randn(2, 3, 192, 192)
+    x = torch.rand(2, 3, 192, 192)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
 
 
 @pytest.mark.skipif(not HAS_TIMM, reason="needs timm")
@@ -85,9 +90,9 @@ def test_lightning_checkpoint_layout(tmp_path: Path, torchvision_v2: tuple[torch
     path = tmp_path / "last.ckpt"
     torch.save({"epoch": 3, "state_dict": ref.state_dict()}, path)
     ours = create_model("mobilenet_v2", pretrained=path).eval()
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
 
 
 def test_hub_cache(
@@ -100,9 +105,9 @@ def test_hub_cache(
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     path.rename(tmp_path / "hub" / "checkpoints" / path.name)
     ours = create_model("mobilenet_v2", pretrained=True).eval()
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
 
 
 def test_new_num_classes_keeps_fresh_classifier(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
@@ -159,14 +164,14 @@ def test_safetensors_file_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest
     import timm
     from safetensors.torch import save_file
 
-    ref = randomize(timm.create_model("mobilenetv1_100", pretrained=False))
+    ref = calibrate(randomize(timm.create_model("mobilenetv1_100", pretrained=False)), IMAGES)
     (tmp_path / "checkpoints").mkdir()
     save_file(ref.state_dict(), str(tmp_path / "checkpoints" / "mobilenetv1_100.ra4_e3600_r224_in1k.safetensors"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     ours = create_model("mobilenet_v1", pretrained=True).eval()
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
 
 
 def test_torchvision_backbone_hub_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchvision.models._utils import _make_divisible
 from torchvision.ops.misc import Conv2dNormActivation
 
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, RGB, Normalize
 from .base import FeatureBackbone, FeatureInfo, check_output_stride, check_width, select_features
 
 
@@ -48,6 +49,11 @@ class _Tap:
 class MobileNetBase(FeatureBackbone):
     """A MobileNet classifier or, with ``features_only``, feature extractor.
 
+    The classifier takes RGB float images ``[B, 3, H, W]`` in [0, 1] and normalizes them inside with
+    ``image_mean`` / ``image_std``; so do ``forward_features`` and ``forward_taps``, which take what
+    ``forward`` takes (as timm's ``forward_features``). The feature extractor takes normalized images: the
+    detector or segmenter around it normalizes, and it has no ``image_mean`` / ``image_std``.
+
     Args:
         num_classes: classifier outputs (ignored with ``features_only``).
         width_mult: the width multiplier; channels are rounded to multiples of 8.
@@ -57,11 +63,14 @@ class MobileNetBase(FeatureBackbone):
         out_features: tap names to return (default: all of ``feature_info``); later layers are not built.
         frozen_stages: freeze the first N of the 5 stages (a stage ends where the stride doubles).
         freeze_bn: keep every BatchNorm's running statistics fixed in training.
+        image_mean, image_std: the classifier's input normalization, per RGB channel (default ImageNet's).
 
     Subclasses build the layers, their taps and where stages start in ``_layers``.
     """
 
     default_dropout: float  # each subclass states its reference's default
+    image_mean: RGB  # classifier mode only
+    image_std: RGB
 
     def __init__(
         self,
@@ -73,6 +82,8 @@ class MobileNetBase(FeatureBackbone):
         out_features: Sequence[str] | None = None,
         frozen_stages: int = 0,
         freeze_bn: bool = False,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         check_width(width_mult)
@@ -81,9 +92,21 @@ class MobileNetBase(FeatureBackbone):
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         if out_features is not None and not features_only:
             raise ValueError("out_features needs features_only=True (or use create_backbone)")
+        if features_only and (image_mean is not None or image_std is not None):
+            raise ValueError(
+                "image_mean and image_std are the classifier's: a feature extractor (features_only=True) takes "
+                "normalized images, normalized by the model around it; leave them out"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.width_mult, self.output_stride, self.features_only = width_mult, output_stride, features_only
+        if features_only:
+            self.normalize: nn.Module = nn.Identity()  # the detector or segmenter around the backbone normalizes
+        else:
+            normalize = Normalize(
+                IMAGENET_MEAN if image_mean is None else image_mean, IMAGENET_STD if image_std is None else image_std
+            )
+            self.normalize, self.image_mean, self.image_std = normalize, normalize.image_mean, normalize.image_std
         features, taps, stage_starts = self._layers(DilationPlan(output_stride))
         self.num_features: int = features[-1].out_channels  # type: ignore[assignment]
         self.feature_info = select_features([t.info for t in taps], out_features)
@@ -110,14 +133,16 @@ class MobileNetBase(FeatureBackbone):
         return [self.features[a:b] for a, b in itertools.pairwise(bounds)]
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The last feature map (classifier mode)."""
-        return self.features(x)
+        """The last feature map ``[B, num_features, H / 32, W / 32]`` (classifier mode) of images as ``forward``
+        takes them."""
+        return self.features(self.normalize(x))
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
     def forward_taps(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        """All taps of ``feature_info``, computing no layer beyond the last one."""
+        """All taps of ``feature_info`` of images as ``forward`` takes them, computing no layer beyond the last one."""
+        x = self.normalize(x)
         out: OrderedDict[str, Tensor] = OrderedDict()
         taps = iter(self._taps)
         tap = next(taps, None)

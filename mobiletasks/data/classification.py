@@ -2,7 +2,7 @@
 data-module base, and ``ImageFolderDataModule`` (a folder per class).
 
 Samples are ``(image, target)``: image float32 [3, S, S] in [0, 1] (``S = image_size``; not normalized:
-the task normalizes), target ``{"file_name": str, "index": int}`` plus ``labels`` when the split is labelled:
+the model normalizes), target ``{"file_name": str, "index": int}`` plus ``labels`` when the split is labelled:
 an int64 class index (single-label) or float32 [K] of 0/1 (multi-label). Batches come from
 :func:`~mobiletasks.data.collate.classification_collate`.
 

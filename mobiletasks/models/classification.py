@@ -4,7 +4,9 @@
 themselves, with their own pooling, dropout and linear layer (V1 paper Tables 10 and 12 are ``mobilenet_v1``
 with 120 and 40 outputs). ``classifier`` and ``attribute_classifier`` put the heads of
 :mod:`mobiletasks.heads.classification` on any registered backbone (``timm/...``, ``torchvision/...`` too).
-Like torchvision's and timm's classifiers, all of them take ImageNet-normalized images.
+All of them, and the ``torchvision/<name>`` and ``timm/<name>`` classifiers, take RGB float images in [0, 1] and
+normalize them inside, with the statistics they record as ``image_mean`` and ``image_std``
+(:mod:`mobiletasks.preprocessing`).
 
 Example:
     >>> import torch
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 from ..backbones import MobileNetV1, MobileNetV2
 from ..factory import create_backbone
 from ..heads.classification import AttributeHead, ClassificationHead
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from ..registry import MODELS, register_model
 from ..weights import PathLike
 
@@ -37,19 +40,32 @@ register_model("mobilenet_v2")(MobileNetV2)  # V2 paper, Table 2
 class ImageClassifier(nn.Module):
     """A feature backbone and a classification head: ``forward_head(forward_features(x))``.
 
+    ``forward`` and ``forward_features`` take RGB float images ``[B, 3, H, W]`` in [0, 1] and normalize them
+    with ``image_mean`` / ``image_std`` before the backbone (which takes normalized images).
+
     Args:
         backbone: returns an ordered dict of maps (``create_backbone``); the head reads the last.
         head: a :class:`ClassificationHead` or :class:`AttributeHead`.
+        image_mean, image_std: the input normalization, per RGB channel (default ImageNet's).
     """
 
-    def __init__(self, backbone: nn.Module, head: ClassificationHead) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: ClassificationHead,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
         super().__init__()
+        self.normalize = Normalize(image_mean, image_std)
+        self.image_mean, self.image_std = self.normalize.image_mean, self.normalize.image_std
         self.backbone, self.head = backbone, head
         self.num_classes = head.fc.out_features
         self.class_head_prefix = "head.fc."  # fresh when fine-tuned to other classes
 
     def forward_features(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        features: OrderedDict[str, Tensor] = self.backbone(x)
+        """The backbone's maps of images in [0, 1]."""
+        features: OrderedDict[str, Tensor] = self.backbone(self.normalize(x))
         return features
 
     def forward_head(self, features: OrderedDict[str, Tensor]) -> Tensor:
@@ -76,6 +92,8 @@ def classifier(
     pool: str = "avg",
     backbone_kwargs: dict[str, Any] | None = None,
     pretrained_backbone: bool | PathLike | None = None,
+    image_mean: Sequence[float] = IMAGENET_MEAN,
+    image_std: Sequence[float] = IMAGENET_STD,
 ) -> ImageClassifier:
     """A :class:`ClassificationHead` (pool, dropout, linear) on any registered backbone's deepest map.
 
@@ -85,13 +103,16 @@ def classifier(
         dropout, pool: the head's.
         backbone_kwargs: the backbone's own arguments, e.g. ``{"width_mult": 0.75}``.
         pretrained_backbone: ImageNet weights for the backbone (a file, or True for the hub cache).
+        image_mean, image_std: the input normalization, per RGB channel: the statistics the backbone's weights
+            were trained with (default ImageNet's, as torchvision's weights).
 
     Example:
         >>> classifier(backbone="mobilenet_v1", num_classes=120, backbone_kwargs={"width_mult": 0.5}).head.fc
         Linear(in_features=512, out_features=120, bias=True)
     """
     body = _backbone(backbone, backbone_kwargs, pretrained_backbone)
-    return ImageClassifier(body, ClassificationHead(body.feature_info[-1].channels, num_classes, dropout, pool))
+    head = ClassificationHead(body.feature_info[-1].channels, num_classes, dropout, pool)
+    return ImageClassifier(body, head, image_mean, image_std)
 
 
 @register_model("attribute_classifier")
@@ -104,6 +125,8 @@ def attribute_classifier(
     prior: float | Sequence[float] | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
     pretrained_backbone: bool | PathLike | None = None,
+    image_mean: Sequence[float] = IMAGENET_MEAN,
+    image_std: Sequence[float] = IMAGENET_STD,
 ) -> ImageClassifier:
     """An :class:`AttributeHead` (one logit per attribute) on any registered backbone (V1 paper section 4.5).
 
@@ -113,26 +136,52 @@ def attribute_classifier(
         other arguments: see :func:`classifier`.
     """
     body = _backbone(backbone, backbone_kwargs, pretrained_backbone)
-    return ImageClassifier(body, AttributeHead(body.feature_info[-1].channels, num_classes, dropout, pool, prior))
+    head = AttributeHead(body.feature_info[-1].channels, num_classes, dropout, pool, prior)
+    return ImageClassifier(body, head, image_mean, image_std)
 
 
-def _torchvision_classifier(name: str, **kwargs: Any) -> nn.Module:
+def _torchvision_classifier(
+    name: str, *, image_mean: Sequence[float] = IMAGENET_MEAN, image_std: Sequence[float] = IMAGENET_STD, **kwargs: Any
+) -> nn.Module:
     from torchvision import models
 
     try:
-        return models.get_model(name, weights=None, **kwargs)
+        model = models.get_model(name, weights=None, **kwargs)
     except ValueError as err:
         raise ValueError(f"unknown torchvision classifier {name!r}; see torchvision.models.list_models()") from err
+    return _normalizing(model, image_mean, image_std)
 
 
-def _timm_classifier(name: str, **kwargs: Any) -> nn.Module:
+def _timm_classifier(
+    name: str, *, image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None, **kwargs: Any
+) -> nn.Module:
     try:
         import timm
     except ImportError as err:
         raise ValueError(f"timm/{name} needs timm: pip install 'mobiletasks[timm]'") from err
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
-    return timm.create_model(name, pretrained=False, **kwargs)
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    cfg = timm.data.resolve_model_data_config(model)  # its pretrained_cfg: what its default weights expect
+    mean = cfg["mean"] if image_mean is None else image_mean
+    return _normalizing(model, mean, cfg["std"] if image_std is None else image_std)
+
+
+def _normalizing(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
+    """``model`` (a library's classifier) taking images in [0, 1]: a forward pre-hook feeds its ``forward`` what
+    its ``normalize`` submodule makes of them. ``normalize`` holds no state, so the state dict stays the library's
+    and its weight files load as they are; the library's other methods (timm's ``forward_features``) take
+    normalized images as before."""
+    normalize = Normalize(mean, std)
+    model.add_module("normalize", normalize)  # refuses a name the model already uses
+    model.image_mean, model.image_std = normalize.image_mean, normalize.image_std  # type: ignore[assignment]
+    model.register_forward_pre_hook(_normalize_input)
+    return model
+
+
+def _normalize_input(model: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    images, *rest = args
+    return (model.get_submodule("normalize")(images), *rest)
 
 
 # whole classifiers from the two libraries (teachers for distillation, baselines): weights only from files

@@ -33,13 +33,12 @@ from torchvision.ops import batched_nms, sigmoid_focal_loss
 
 from ..factory import create_backbone
 from ..heads.ssd import EXTRA_DEPTHS, SSDFeatureExtractor, SSDHead, detection_taps, ssdlite_head
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, rgb
 from ..registry import register_model
 from ..weights import PathLike
 
 __all__ = ["SSDDetector", "TFAnchorGenerator", "ssd", "ssd300_mobilenet_v1", "ssdlite", "ssdlite_mobilenet_v1"]
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 LossName = Literal["hard_negative", "focal"]
 
 
@@ -107,6 +106,8 @@ class SSDDetector(SSD):
             ``topk_candidates`` best anchors above ``score_thresh``, then per-class NMS, then the best
             ``detections_per_img`` of the image.
         iou_thresh: matching threshold of anchors to ground truth.
+        image_mean, image_std: the input normalization, per RGB channel (default ImageNet's), done by
+            torchvision's transform; recorded as tuples in ``image_mean`` / ``image_std``.
     """
 
     def __init__(
@@ -133,13 +134,14 @@ class SSDDetector(SSD):
             raise ValueError(f"num_classes counts object classes without background, must be >= 1; got {num_classes}")
         if loss not in ("hard_negative", "focal"):
             raise ValueError(f"loss must be 'hard_negative' or 'focal', got {loss!r}")
+        mean, std = rgb(image_mean, "image_mean"), rgb(image_std, "image_std")
         super().__init__(
             backbone,
             anchor_generator,
             (size, size),
             num_classes + 1,
-            list(image_mean),
-            list(image_std),
+            list(mean),
+            list(std),
             head,
             score_thresh=score_thresh,
             nms_thresh=nms_thresh,
@@ -149,6 +151,7 @@ class SSDDetector(SSD):
             positive_fraction=1.0 / (1.0 + neg_to_pos_ratio),
         )
         self.num_classes = num_classes
+        self.image_mean, self.image_std = mean, std  # what torchvision's transform normalizes with
         self.default_input_size = size
         self.class_head_prefix = "head.classification_head."  # fresh when fine-tuned to other classes
         self.loss, self.focal_alpha, self.focal_gamma = loss, focal_alpha, focal_gamma

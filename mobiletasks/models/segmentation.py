@@ -6,6 +6,7 @@ stages); on MobileNetV2 that is the 320-channel ``layer18`` (the paper's MNetV2*
 and returns ``{"out": logits}`` at the input's resolution, as torchvision's segmentation models do.
 
 Example:
+    >>> import torch
     >>> from mobiletasks import create_model
     >>> model = create_model("deeplabv3_mobilenet_v2", num_classes=21, aspp=False).eval()
     >>> model(torch.rand(1, 3, 65, 97))["out"].shape
@@ -17,16 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.base import FeatureInfo
 from ..factory import create_backbone
 from ..heads.deeplab import DeepLabV3Head, atrous_rates
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from ..registry import register_model
 from ..weights import PathLike
-from .detection import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["DeepLabV3", "deeplabv3", "deeplabv3_mobilenet_v1", "deeplabv3_mobilenet_v2"]
 
@@ -40,6 +40,7 @@ class DeepLabV3(nn.Module):
         head: the ``DeepLabV3Head``.
         num_classes: classes including background.
         low_level: name of the stride-4 tap for the DeepLabV3+ decoder (None: no decoder).
+        image_mean, image_std: the input normalization, per RGB channel (default ImageNet's).
     """
 
     def __init__(
@@ -56,13 +57,12 @@ class DeepLabV3(nn.Module):
         self.num_classes = num_classes
         self.default_input_size = 513
         self.class_head_prefix = "head.classifier."  # fresh when fine-tuned to other classes
-        self.mean: Tensor
-        self.std: Tensor
-        self.register_buffer("mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize(image_mean, image_std)
+        self.image_mean, self.image_std = self.normalize.image_mean, self.normalize.image_std
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        features = self.backbone((x - self.mean) / self.std)
+        """``{"out": logits [B, num_classes, H, W]}`` of RGB float images ``[B, 3, H, W]`` in [0, 1]."""
+        features = self.backbone(self.normalize(x))
         high = next(reversed(features.values()))
         low = features[self.low_level] if self.low_level is not None else None
         logits = self.head(high, low)
@@ -93,6 +93,8 @@ def deeplabv3(
     tap: str | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
     pretrained_backbone: bool | PathLike | None = None,
+    image_mean: Sequence[float] = IMAGENET_MEAN,
+    image_std: Sequence[float] = IMAGENET_STD,
 ) -> DeepLabV3:
     """DeepLabV3 on any registered backbone (MobileNetV2 paper section 6.3).
 
@@ -105,6 +107,7 @@ def deeplabv3(
         tap: the map ASPP reads (default: the backbone's deepest).
         backbone_kwargs: the backbone's own arguments, e.g. ``{"width_mult": 0.5}``.
         pretrained_backbone: ImageNet weights for the backbone (a file, or True for the hub cache).
+        image_mean, image_std: the input normalization, per RGB channel (default ImageNet's).
 
     Example:
         >>> deeplabv3(backbone="mobilenet_v1", num_classes=2, aspp=False).head.classifier.out_channels
@@ -119,7 +122,7 @@ def deeplabv3(
     body: Any = create_backbone(backbone, pretrained=pretrained_backbone, out_features=taps, **backbone_kwargs)
     channels = {f.name: f.channels for f in body.feature_info}
     head = DeepLabV3Head(channels[taps[-1]], num_classes, rates, channels[low] if low else None)
-    return DeepLabV3(body, head, num_classes, low)
+    return DeepLabV3(body, head, num_classes, low, image_mean, image_std)
 
 
 @register_model("deeplabv3_mobilenet_v2")

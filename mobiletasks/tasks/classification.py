@@ -4,7 +4,6 @@ from a teacher (MobileNetV1 paper sections 4.3 and 4.5)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -12,7 +11,6 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from ..models.detection import IMAGENET_MEAN, IMAGENET_STD
 from .base import BaseTask, Evaluator, Schedule
 from .distill import binary_soft_loss, load_teacher, softmax_soft_loss
 from .safety import NonFinitePolicy
@@ -27,7 +25,8 @@ class ClassificationTask(BaseTask):
     The loss is ``alpha * hard + (1 - alpha) * soft``: ``hard`` the cross-entropy with the labels (with
     ``label_smoothing``), ``soft`` the distillation loss against ``teacher`` at ``temperature`` (without a
     teacher: ``hard`` alone). The data module's evaluator gives ``val/top1`` (monitored) and ``val/top5``.
-    Images arrive in [0, 1] and are normalized here with ``mean`` / ``std`` for the model and the teacher.
+    Images arrive in [0, 1], as the model and the teacher take them (every ``create_model`` model normalizes
+    inside; ``model_kwargs: {image_mean: [...], image_std: [...]}`` sets other statistics).
 
     Args:
         model: a registered classifier (``mobilenet_v1``, ``mobilenet_v2``, ``classifier``, ``timm/...``).
@@ -45,12 +44,12 @@ class ClassificationTask(BaseTask):
         teacher_image_size: resize the images to this side for the teacher (None: as the student sees them).
         alpha: the weight of the hard loss when a teacher is set; 0 trains from the teacher alone, without labels.
         temperature: the distillation temperature T.
-        mean, std: input normalization (ImageNet's, as torchvision and timm).
         optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``.
         depthwise_weight_decay: weight decay of depthwise convolution filters (V1 paper section 3.2: "very little
             or no weight decay"); None: the optimizer's.
     """
 
+    kind = "classification"
     monitor = "val/top1"
     mode = "max"
     multi_label = False
@@ -71,8 +70,6 @@ class ClassificationTask(BaseTask):
         teacher_image_size: int | None = None,
         alpha: float = 0.5,
         temperature: float = 1.0,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         schedule: Schedule = "cosine",
         warmup_steps: int = 0,
@@ -90,10 +87,6 @@ class ClassificationTask(BaseTask):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
         super().__init__(optimizer, schedule, warmup_steps, norm_weight_decay)
-        self.mean: Tensor
-        self.std: Tensor
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.teacher: nn.Module | None = None  # set up for fit; kept out of the state dict and the checkpoints
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -111,12 +104,9 @@ class ClassificationTask(BaseTask):
             )
             log.info("distilling from %s (alpha=%s, T=%s)", hp["teacher"], hp["alpha"], hp["temperature"])
 
-    def normalize(self, images: Tensor) -> Tensor:
-        return (images - self.mean) / self.std
-
     def forward(self, images: Tensor) -> Tensor:
-        """Logits ``[B, num_classes]`` of images in [0, 1]."""
-        logits: Tensor = self.model(self.normalize(images))
+        """Logits ``[B, num_classes]`` of RGB float images ``[B, 3, H, W]`` in [0, 1]."""
+        logits: Tensor = self.model(images)
         return logits
 
     def probabilities(self, logits: Tensor) -> Tensor:
@@ -131,12 +121,11 @@ class ClassificationTask(BaseTask):
     def teacher_logits(self, images: Tensor) -> Tensor:
         assert self.teacher is not None
         teacher = self.teacher.to(images.device)
-        x = self.normalize(images)
         size = self.hparams["teacher_image_size"]
-        if size is not None and tuple(x.shape[-2:]) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        if size is not None and tuple(images.shape[-2:]) != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         with torch.no_grad():
-            logits: Tensor = teacher(x)
+            logits: Tensor = teacher(images)  # in [0, 1] too: the teacher normalizes inside
         return logits.float()
 
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -186,6 +175,7 @@ class AttributeTask(ClassificationTask):
         other arguments: see :class:`ClassificationTask` (``label_smoothing`` does not apply).
     """
 
+    kind = "attributes"
     monitor = "val/map"
     multi_label = True
 
@@ -204,8 +194,6 @@ class AttributeTask(ClassificationTask):
         teacher_image_size: int | None = None,
         alpha: float = 0.5,
         temperature: float = 1.0,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         schedule: Schedule = "cosine",
         warmup_steps: int = 0,
@@ -228,8 +216,6 @@ class AttributeTask(ClassificationTask):
             teacher_image_size,
             alpha,
             temperature,
-            mean,
-            std,
             optimizer,
             schedule,
             warmup_steps,

@@ -4,7 +4,9 @@ losses that pull a student's outputs toward it.
 A teacher is a mobiletasks checkpoint (``.ckpt`` of a classification or attribute run: the model is rebuilt
 from its hyperparameters) or any classifier ``create_model`` builds (``mobilenet_v2``, ``classifier``,
 ``torchvision/resnet50``, ``timm/efficientnet_b0``, ...) with a weights file. It must give one output per
-class (attribute) of the student. Teachers take the same ImageNet-normalized images as the student.
+class (attribute) of the student. Teachers take the same images as the student, RGB in [0, 1]: every model
+normalizes inside with its own ``image_mean`` / ``image_std``, so a timm teacher trained with other statistics
+gets its own.
 """
 
 from __future__ import annotations
