@@ -31,7 +31,9 @@ def test_every_model_normalizes_inside(name: str) -> None:
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     model = calibrate(randomize(create_model(name, num_classes=3)), x)
     assert isinstance(model, NormalizesInput)
-    assert (model.image_mean, model.image_std) == (IMAGENET_MEAN, IMAGENET_STD)
+    # MobileNetV1's reference weights (TF-slim, timm's mobilenetv1_100) take [-1, 1]; the rest ImageNet's statistics
+    expected = ((0.5,) * 3, (0.5,) * 3) if name == "mobilenet_v1" else (IMAGENET_MEAN, IMAGENET_STD)
+    assert (model.image_mean, model.image_std) == expected
     plain = create_model(name, num_classes=3, **IDENTITY)
     plain.load_state_dict(model.state_dict())
     with torch.no_grad():

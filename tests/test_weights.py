@@ -54,9 +54,11 @@ def test_timm_mobilenet_v1_logits(tmp_path: Path) -> None:
     path = tmp_path / "mobilenetv1_100.pth"
     torch.save(ref.state_dict(), path)
     ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path).eval()
+    assert ours.image_mean == tuple(ref.pretrained_cfg["mean"]) == (0.5, 0.5, 0.5)  # the weights' [-1, 1] input
+    assert ours.image_std == tuple(ref.pretrained_cfg["std"])
     x = torch.rand(2, 3, 192, 192)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(x * 2 - 1), rtol=0, atol=1e-5)
 
 
 @pytest.mark.skipif(not HAS_TIMM, reason="needs timm")
@@ -171,7 +173,7 @@ def test_safetensors_file_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest
     ours = create_model("mobilenet_v1", pretrained=True).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(x * 2 - 1), rtol=0, atol=1e-5)
 
 
 def test_torchvision_backbone_hub_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,12 +63,16 @@ class MobileNetBase(FeatureBackbone):
         out_features: tap names to return (default: all of ``feature_info``); later layers are not built.
         frozen_stages: freeze the first N of the 5 stages (a stage ends where the stride doubles).
         freeze_bn: keep every BatchNorm's running statistics fixed in training.
-        image_mean, image_std: the classifier's input normalization, per RGB channel (default ImageNet's).
+        image_mean, image_std: the classifier's input normalization, per RGB channel (default: the subclass's
+            ``default_image_mean`` / ``default_image_std``, those its reference weights expect).
 
     Subclasses build the layers, their taps and where stages start in ``_layers``.
     """
 
     default_dropout: float  # each subclass states its reference's default
+    # the statistics its reference weights expect (MobileNetV1 overrides them)
+    default_image_mean: RGB = IMAGENET_MEAN
+    default_image_std: RGB = IMAGENET_STD
     image_mean: RGB  # classifier mode only
     image_std: RGB
 
@@ -104,7 +108,8 @@ class MobileNetBase(FeatureBackbone):
             self.normalize: nn.Module = nn.Identity()  # the detector or segmenter around the backbone normalizes
         else:
             normalize = Normalize(
-                IMAGENET_MEAN if image_mean is None else image_mean, IMAGENET_STD if image_std is None else image_std
+                self.default_image_mean if image_mean is None else image_mean,
+                self.default_image_std if image_std is None else image_std,
             )
             self.normalize, self.image_mean, self.image_std = normalize, normalize.image_mean, normalize.image_std
         features, taps, stage_starts = self._layers(DilationPlan(output_stride))

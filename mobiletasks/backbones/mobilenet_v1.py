@@ -62,6 +62,9 @@ class MobileNetV1(MobileNetBase):
 
     hub_files = ("mobilenetv1_100*.pth", "mobilenetv1_100*.safetensors")
     default_dropout = 0.0
+    # [-1, 1] input, as TF-slim's MobileNetV1 (inception preprocessing) and timm's mobilenetv1_100 weights expect
+    default_image_mean = (0.5, 0.5, 0.5)
+    default_image_std = (0.5, 0.5, 0.5)
 
     def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
         first = stem(plan, self.width_mult)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.detection import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, NormalizesInput
 from ..weights import PathLike
 from .graphs import OUTPUTS, Task, inference_graph
 from .nms import ONNX_TRANSLATIONS
@@ -88,9 +88,12 @@ def read_metadata(path: PathLike) -> DeployInfo:
 
 
 def _normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean = getattr(model, "image_mean", None)
-    std = getattr(model, "image_std", None)
-    return tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD)
+    if not isinstance(model, NormalizesInput):
+        raise ValueError(
+            f"{type(model).__name__} records no image_mean / image_std: export models from create_model, which take "
+            "RGB in [0, 1] and normalize inside (mobiletasks.preprocessing)"
+        )
+    return tuple(model.image_mean), tuple(model.image_std)
 
 
 def export_onnx(
