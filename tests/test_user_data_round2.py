@@ -49,12 +49,14 @@ def test_timm_weights_without_num_batches_tracked(tmp_path: Path) -> None:
     import timm
 
     x = torch.rand(1, 3, 96, 96)
-    ref = calibrate(randomize(timm.create_model("mobilenetv1_100", pretrained=False)), Normalize()(x))
+    ref = timm.create_model("mobilenetv1_100", pretrained=False)
+    normalize = Normalize(ref.pretrained_cfg["mean"], ref.pretrained_cfg["std"])  # [-1, 1], as our mobilenet_v1
+    ref = calibrate(randomize(ref), normalize(x))
     path = tmp_path / "mobilenetv1_100.pth"
     torch.save(without_batch_counts(ref.state_dict()), path)
     ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path).eval()
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(Normalize()(x)), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
 
 
 def test_other_missing_keys_are_still_refused(tmp_path: Path) -> None:
