@@ -12,7 +12,17 @@ through ``OnnxPredictor`` on the CPU.
         --ckpt runs/segmentation_quickstart/checkpoints/last.ckpt
 
 Run it from the folder the config's relative data paths start from (the repository root for the shipped
-configs). ``--float-last`` keeps the last convolutions (logits, a detector's predictors) in float.
+configs); other arguments go to the config as LightningCLI takes them, e.g. coco128's training images as the val
+split for a model overfit on them (``benchmarks/detection.py --overfit``):
+
+    python benchmarks/int8_accuracy.py --config configs/detection/ssdlite_mobilenet_v2_coco.yaml \\
+        --ckpt runs/benchmarks/runs/overfit/checkpoints/last.ckpt --data.init_args.root ../shared/data/coco128 \\
+        --data.init_args.train_images images/train2017 \\
+        --data.init_args.train_annotations annotations/instances_train2017.json \\
+        --data.init_args.val_images images/train2017 \\
+        --data.init_args.val_annotations annotations/instances_train2017.json
+
+``--float-last`` keeps the last convolutions (logits, a detector's predictors) in float.
 """
 
 from __future__ import annotations
@@ -92,7 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the ONNX files here (default: a temp dir)")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args, overrides = parser.parse_known_args()  # the rest, e.g. --data.init_args.root DIR, goes to the config
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,7 +112,7 @@ def main() -> None:
     kind = record["kind"]
     if kind not in ("detection", "segmentation"):
         raise SystemExit(f"{args.ckpt} is a {kind} checkpoint; this script scores detection and segmentation")
-    datamodule = build_cli(["--config", args.config], run=False).datamodule
+    datamodule = build_cli(["--config", args.config, *overrides], run=False).datamodule
     datamodule.prepare_data()
     calibration = [r.path for r in datamodule.dataset("train").records]
 
