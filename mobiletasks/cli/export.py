@@ -111,6 +111,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..deploy.graphs import TASKS
     from ..deploy.onnx import OPSET, export_onnx
 
     output = Path(args.output)
@@ -121,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or choose another --output")
     model, record = build(args)
-    kind = args.task or (record.get("kind") if record.get("kind") in _TASKS else None)
+    kind = args.task or (record.get("kind") if record.get("kind") in TASKS else None)
     names = args.class_names.split(",") if args.class_names else record.get("class_names") or []
     size = args.input_size or record.get("image_size")
     info = export_onnx(
@@ -145,6 +146,3 @@ def _run(args: argparse.Namespace) -> int:
         quantize_int8(output, int8_output, args.calibration_images, count=args.calibration_count)
         print(f"wrote {int8_output}: int8 (static, calibrated on {args.calibration_images})")
     return 0
-
-
-_TASKS = ("classification", "attributes", "detection", "segmentation")
