@@ -1,12 +1,15 @@
 """SSDLite-MobileNetV2 (ours, 80 classes) against torchvision's ssdlite320_mobilenet_v3_large, in one run.
 
 - latency: batch-1 CPU inference in eval mode on the same 320x320 image, end to end (resize, network,
-  post-processing) and the network alone; "+opt" after ``mobiletasks.optimize_for_inference`` (BatchNorm
-  folded, channels-last), applied to both models. Random weights score every anchor about alike, which no trained
-  detector does and which would make post-processing the whole measurement; both models therefore get the
-  same background bias on their class logits, so a trained detector's share of anchors (a few hundred)
-  passes the score threshold. Models are timed in interleaved rounds; the ratio is the figure that matters.
-- training: images per second of a training step (forward, loss, backward, SGD step) at batch 8.
+  post-processing) and the network alone. Ours "as built" is ``create_model``'s default (channels-last weights);
+  "NCHW" is ``channels_last=False`` (the default before channels-last); "+opt" after
+  ``mobiletasks.optimize_for_inference`` (BatchNorm folded, channels-last): what ``validate``, ``test``,
+  ``predict`` and ``infer`` run (the CLI inference path), applied to both models. Random weights score every
+  anchor about alike, which no trained detector does and which would make post-processing the whole
+  measurement; both models therefore get the same background bias on their class logits, so a trained
+  detector's share of anchors (a few hundred) passes the score threshold. Models are timed in interleaved
+  rounds; the ratio is the figure that matters.
+- training: images per second of a training step (forward, loss, backward, SGD step) at batch 8, as built.
 
     python benchmarks/detection.py [--rounds 10] [--iters 5] [--threads N] [--json]
 
@@ -56,6 +59,9 @@ def trained_like(model: nn.Module, background_bias: float = 8.0) -> nn.Module:
 def detectors() -> dict[str, Callable[[], nn.Module]]:
     return {
         "mobiletasks ssdlite_mobilenet_v2": lambda: create_model("ssdlite_mobilenet_v2", num_classes=80),
+        "mobiletasks ssdlite_mobilenet_v2 NCHW": lambda: create_model(
+            "ssdlite_mobilenet_v2", num_classes=80, channels_last=False
+        ),
         "torchvision ssdlite320_mobilenet_v3_large": lambda: torchvision.models.detection.ssdlite320_mobilenet_v3_large(
             weights=None, weights_backbone=None
         ),
@@ -172,12 +178,13 @@ def main() -> None:
             report |= overfit(args.workdir, args.overfit)
     else:
         models = {name: trained_like(build().eval()) for name, build in detectors().items()}
-        ours, theirs = models
+        ours, nchw, theirs = models
         runs: dict[str, Callable[[Tensor], object]] = {}
         for name, model in models.items():
-            fast = optimize_for_inference(model)
             runs[f"{name} end to end"] = lambda image, model=model: model([image])
-            runs[f"{name} +opt end to end"] = lambda image, model=fast: model([image])
+            if name != nchw:
+                fast = optimize_for_inference(model)
+                runs[f"{name} +opt end to end"] = lambda image, model=fast: model([image])
             runs[f"{name} network"] = network(model)
         ms = latency(runs, args.rounds, args.iters)
         speed = training_speed(models, args.rounds)
@@ -189,10 +196,12 @@ def main() -> None:
 
         e2e = " end to end"
         report["latency ours/torchvision, as built"] = ratio(ours + e2e, theirs + e2e)
+        report["latency ours NCHW/torchvision, as built"] = ratio(nchw + e2e, theirs + e2e)
         report["latency ours+opt/torchvision as built"] = ratio(f"{ours} +opt{e2e}", theirs + e2e)
         report["latency ours+opt/torchvision+opt"] = ratio(f"{ours} +opt{e2e}", f"{theirs} +opt{e2e}")
         report["latency ours/torchvision, network only"] = ratio(f"{ours} network", f"{theirs} network")
         report["training speed ours/torchvision"] = round(speed[ours] / speed[theirs], 3)
+        report["training speed ours NCHW/torchvision"] = round(speed[nchw] / speed[theirs], 3)
     if args.json:
         print(json.dumps(report))
     else:

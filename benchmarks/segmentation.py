@@ -2,8 +2,9 @@
 deeplabv3_mobilenet_v3_large and lraspp_mobilenet_v3_large, in one run.
 
 Batch-1 CPU latency at 513x513 in eval mode under ``torch.inference_mode()``, models timed in interleaved
-rounds; "+opt" is ``mobiletasks.optimize_for_inference`` (BatchNorm folded, channels-last), applied to
-every model. The ratios are the result.
+rounds. Ours as built is ``create_model``'s default (channels-last weights), "NCHW" ``channels_last=False`` (the
+default before); "+opt" is ``mobiletasks.optimize_for_inference`` (BatchNorm folded, channels-last: what
+``validate``, ``test``, ``predict`` and ``infer`` run), applied to every model. The ratios are the result.
 
     python benchmarks/segmentation.py [--rounds 10] [--iters 3] [--threads N] [--json]
     python benchmarks/segmentation.py --learn     # the CPU quickstart: mIoU reached and minutes taken
@@ -37,6 +38,9 @@ def models() -> dict[str, Callable[[], nn.Module]]:
     seg = torchvision.models.segmentation
     return {
         "mobiletasks deeplabv3_mobilenet_v2": lambda: create_model("deeplabv3_mobilenet_v2", aspp=False),
+        "mobiletasks deeplabv3_mobilenet_v2 NCHW": lambda: create_model(
+            "deeplabv3_mobilenet_v2", aspp=False, channels_last=False
+        ),
         "torchvision deeplabv3_mobilenet_v3_large": lambda: seg.deeplabv3_mobilenet_v3_large(
             weights=None, weights_backbone=None, aux_loss=False
         ),
@@ -97,10 +101,11 @@ def main() -> None:
         report |= learn(args.workdir)
     else:
         nets = {name: build().eval() for name, build in models().items()}
-        nets |= {f"{name} +opt": optimize_for_inference(net) for name, net in list(nets.items())}
+        nets |= {f"{name} +opt": optimize_for_inference(net) for name, net in list(nets.items()) if "NCHW" not in name}
         ms = latency(nets, args.rounds, args.iters)
         report |= {f"{name} ms": round(v, 2) for name, v in ms.items()}
-        ours, deeplab, lraspp = models()
+        ours, nchw, deeplab, lraspp = models()
+        report["ours NCHW/deeplabv3_mobilenet_v3_large"] = round(ms[nchw] / ms[deeplab], 3)
         for suffix in ("", " +opt"):
             report[f"ours/deeplabv3_mobilenet_v3_large{suffix}"] = round(ms[ours + suffix] / ms[deeplab + suffix], 3)
             report[f"ours/lraspp_mobilenet_v3_large{suffix}"] = round(ms[ours + suffix] / ms[lraspp + suffix], 3)

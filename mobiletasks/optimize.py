@@ -8,19 +8,25 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+_FOLDABLE = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
 
 def fuse_bn_(model: nn.Module) -> nn.Module:
     """Fold every BatchNorm that directly follows a conv in an ``nn.Sequential`` into that conv, in place.
 
     The model must be in eval mode (folding uses the running statistics). Works on any model built from
-    sequential conv + BN pairs: ours, torchvision's ``Conv2dNormActivation`` blocks, and the like.
+    sequential conv + BN pairs: ours, torchvision's ``Conv2dNormActivation`` blocks, and the like. Only plain
+    ``BatchNorm2d`` and ``SyncBatchNorm`` fold: subclasses that do more (timm's ``BatchNormAct2d`` applies its
+    activation too) stay as they are.
     """
     if model.training:
         raise ValueError("fuse_bn_ needs a model in eval mode: call model.eval() first")
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             conv, bn = seq[i], seq[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, _FOLDABLE) and type(bn) in _FOLDABLE:
+                if not bn.track_running_stats:
+                    continue
                 seq[i] = fuse_conv_bn_eval(conv, bn)
                 seq[i + 1] = nn.Identity()
     return model

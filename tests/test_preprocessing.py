@@ -56,7 +56,7 @@ def test_library_classifiers_normalize_inside(name: str) -> None:
         ref = torchvision.models.get_model(arch)
         expected = (IMAGENET_MEAN, IMAGENET_STD)
     x = torch.rand(2, 3, 64, 64)
-    model = calibrate(randomize(create_model(name, num_classes=1000)), x)
+    model = calibrate(randomize(create_model(name, num_classes=1000, channels_last=False)), x)
     assert isinstance(model, NormalizesInput)
     assert (model.image_mean, model.image_std) == expected
     ref.load_state_dict(model.state_dict())  # strict: the same keys
@@ -70,7 +70,7 @@ def test_library_classifiers_normalize_inside(name: str) -> None:
 
 
 def test_mobilenet_v2_normalizes_as_torchvision_is_fed() -> None:
-    ours = create_model("mobilenet_v2")
+    ours = create_model("mobilenet_v2", channels_last=False)
     x = torch.rand(2, 3, 96, 96)
     ref = calibrate(randomize(torchvision.models.mobilenet_v2()), _normalized(x, ours))
     ours.load_state_dict(ref.state_dict())

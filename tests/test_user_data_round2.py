@@ -35,7 +35,7 @@ def test_torchvision_weights_without_num_batches_tracked(tmp_path: Path) -> None
     path = tmp_path / "mobilenet_v2.pth"
     torch.save(without_batch_counts(ref.state_dict()), path)
     torchvision.models.mobilenet_v2().load_state_dict(torch.load(path, weights_only=True))  # PyTorch accepts it
-    ours = create_model("mobilenet_v2", num_classes=1000, pretrained=path).eval()
+    ours = create_model("mobilenet_v2", num_classes=1000, pretrained=path, channels_last=False).eval()
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(Normalize()(x)), rtol=0, atol=1e-5)
     backbone = create_backbone("mobilenet_v2", pretrained=path)  # pretrained_backbone goes through the same
@@ -54,7 +54,7 @@ def test_timm_weights_without_num_batches_tracked(tmp_path: Path) -> None:
     ref = calibrate(randomize(ref), normalize(x))
     path = tmp_path / "mobilenetv1_100.pth"
     torch.save(without_batch_counts(ref.state_dict()), path)
-    ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path).eval()
+    ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path, channels_last=False).eval()
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
 

@@ -1,4 +1,6 @@
-"""Pretrained weights: torchvision's and timm's files load into ours and give the same outputs."""
+"""Pretrained weights: torchvision's and timm's files load into ours and give the same outputs. Ours are built with
+contiguous (NCHW) weights here, as the references are, so that the same kernels run and the outputs agree to the bit;
+channels-last against NCHW is tests/test_fast_paths.py."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def torchvision_v2(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
 
 def test_torchvision_mobilenet_v2_logits(torchvision_v2: tuple[torch.nn.Module, Path]) -> None:
     ref, path = torchvision_v2
-    ours = create_model("mobilenet_v2", num_classes=1000, pretrained=path).eval()
+    ours = create_model("mobilenet_v2", num_classes=1000, pretrained=path, channels_last=False).eval()
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
@@ -53,7 +55,7 @@ def test_timm_mobilenet_v1_logits(tmp_path: Path) -> None:
     ref = calibrate(randomize(timm.create_model("mobilenetv1_100", pretrained=False)), IMAGES)
     path = tmp_path / "mobilenetv1_100.pth"
     torch.save(ref.state_dict(), path)
-    ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path).eval()
+    ours = create_model("mobilenet_v1", num_classes=1000, pretrained=path, channels_last=False).eval()
     assert ours.image_mean == tuple(ref.pretrained_cfg["mean"]) == (0.5, 0.5, 0.5)  # the weights' [-1, 1] input
     assert ours.image_std == tuple(ref.pretrained_cfg["std"])
     x = torch.rand(2, 3, 192, 192)
@@ -91,7 +93,7 @@ def test_lightning_checkpoint_layout(tmp_path: Path, torchvision_v2: tuple[torch
     ref, _ = torchvision_v2
     path = tmp_path / "last.ckpt"
     torch.save({"epoch": 3, "state_dict": ref.state_dict()}, path)
-    ours = create_model("mobilenet_v2", pretrained=path).eval()
+    ours = create_model("mobilenet_v2", pretrained=path, channels_last=False).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
@@ -106,7 +108,7 @@ def test_hub_cache(
         create_model("mobilenet_v2", pretrained=True)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     path.rename(tmp_path / "hub" / "checkpoints" / path.name)
-    ours = create_model("mobilenet_v2", pretrained=True).eval()
+    ours = create_model("mobilenet_v2", pretrained=True, channels_last=False).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(normalize(x)), rtol=0, atol=1e-5)
@@ -170,7 +172,7 @@ def test_safetensors_file_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest
     (tmp_path / "checkpoints").mkdir()
     save_file(ref.state_dict(), str(tmp_path / "checkpoints" / "mobilenetv1_100.ra4_e3600_r224_in1k.safetensors"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    ours = create_model("mobilenet_v1", pretrained=True).eval()
+    ours = create_model("mobilenet_v1", pretrained=True, channels_last=False).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x * 2 - 1), rtol=0, atol=1e-5)

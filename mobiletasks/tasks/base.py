@@ -14,6 +14,11 @@ their states before computing, so the metrics, ``images`` and the unreadable ima
 split (:mod:`mobiletasks.evaluation.distributed`). A task implements ``training_loss``; ``training_step`` stops on a
 non-finite loss, or skips that batch (``nonfinite_loss``), and the global RNGs are seeded per step, so that
 ``fit --ckpt_path last`` continues as the uninterrupted run would (:mod:`mobiletasks.tasks.safety`).
+
+Validation, test and prediction run :attr:`BaseTask.net`: a copy of the model with its BatchNorm layers folded
+into the convolutions (:func:`~mobiletasks.optimize.optimize_for_inference`), made when the loop puts the model in
+evaluation mode and dropped when it ends. The trained weights and the checkpoints are those of ``model``; the
+outputs are the same up to float rounding.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..data.samplers import ResumableDataLoader, default_seed
 from ..data.skips import SkipLog
 from ..evaluation.distributed import gather, total
 from ..factory import create_model
+from ..optimize import optimize_for_inference
 from .batchnorm import guard_single_value_batchnorm
 from .safety import first_nonfinite, nonfinite_message, step_seed
 
@@ -169,6 +175,39 @@ class BaseTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    # evaluation runs the BatchNorm-folded copy of the model
+    @property
+    def net(self) -> nn.Module:
+        """The network to run: ``model`` in training mode; outside it, during validation, test and prediction, an
+        evaluation copy with BatchNorm folded into the convolutions (not a submodule: not in the state dict, not
+        in checkpoints)."""
+        folded = self.__dict__.get("_folded")
+        return folded if folded is not None and not self.training else self.model
+
+    def _fold(self) -> None:
+        self.__dict__["_folded"] = optimize_for_inference(self.model)
+
+    def _unfold(self) -> None:
+        self.__dict__["_folded"] = None
+
+    def on_validation_model_eval(self) -> None:
+        super().on_validation_model_eval()
+        self._fold()
+
+    def on_validation_end(self) -> None:
+        self._unfold()
+
+    def on_test_model_eval(self) -> None:
+        super().on_test_model_eval()
+        self._fold()
+
+    def on_test_end(self) -> None:
+        self._unfold()
+
+    def on_predict_model_eval(self) -> None:
+        super().on_predict_model_eval()
+        self._fold()
+
     # evaluation: the data module's evaluator accumulates over the whole split
     def evaluate_batch(self, evaluator: Evaluator, batch: Any) -> None:
         raise NotImplementedError
@@ -302,6 +341,7 @@ class BaseTask(L.LightningModule):
         self.scored["predict"] = self.scored.get("predict", 0) + len(batch[0])
 
     def on_predict_end(self) -> None:
+        self._unfold()
         skipped, examples = self._unread("predict", total(self.scored.pop("predict", 0)))
         if skipped:
             self._warn(f"{skipped} images could not be read and have no prediction, e.g. {examples}")

@@ -106,7 +106,7 @@ class ClassificationTask(BaseTask):
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits ``[B, num_classes]`` of RGB float images ``[B, 3, H, W]`` in [0, 1]."""
-        logits: Tensor = self.model(images)
+        logits: Tensor = self.net(images)
         return logits
 
     def probabilities(self, logits: Tensor) -> Tensor:

@@ -73,7 +73,7 @@ class DetectionTask(BaseTask):
         return options
 
     def forward(self, images: list[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        return self.model(images)
+        return self.net(images)
 
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         images, targets = batch
@@ -85,7 +85,7 @@ class DetectionTask(BaseTask):
     def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
         images, targets = batch
         if images:
-            evaluator.update(self.model(images), targets)
+            evaluator.update(self.net(images), targets)
 
     def on_evaluated(self, split: str, evaluator: Evaluator) -> None:
         write = getattr(evaluator, "write_results", None)
@@ -98,4 +98,4 @@ class DetectionTask(BaseTask):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
         images, _ = batch
-        return self.model(images) if images else []
+        return self.net(images) if images else []

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..factory import create_model
+from ..optimize import fuse_bn_
 from ..weights import PathLike
 
 __all__ = ["binary_soft_loss", "load_teacher", "softmax_soft_loss"]
@@ -31,7 +32,7 @@ def load_teacher(
     num_classes: int | None = None,
     image_size: int = 64,
 ) -> nn.Module:
-    """A frozen teacher in eval mode.
+    """A frozen teacher in eval mode, its BatchNorm folded into the convolutions (it only ever evaluates).
 
     Args:
         teacher: a ``.ckpt`` file of a mobiletasks classification or attribute run, or a model name for
@@ -74,7 +75,7 @@ def load_teacher(
         if num_classes is not None:
             args.setdefault("num_classes", num_classes)
         model = create_model(teacher, pretrained=weights, **args)
-    model.eval().requires_grad_(False)
+    model = fuse_bn_(model.eval()).requires_grad_(False)
     if num_classes is not None:
         with torch.no_grad():
             logits = model(torch.zeros(1, 3, image_size, image_size))

@@ -70,8 +70,8 @@ class SegmentationTask(BaseTask):
         if self.hparams["multiscale"]:
             from ..evaluation.segmentation import multiscale_logits
 
-            return multiscale_logits(self.model, images, tuple(self.hparams["scales"]), self.hparams["flip"])
-        out: Tensor = self.model(images)["out"]
+            return multiscale_logits(self.net, images, tuple(self.hparams["scales"]), self.hparams["flip"])
+        out: Tensor = self.net(images)["out"]
         return out
 
     @staticmethod
