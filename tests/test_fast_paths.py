@@ -198,3 +198,23 @@ def test_evaluation_and_prediction_run_the_folded_model(kind: str, tmp_path: Pat
 
     trainer.fit(task.train(), datamodule=dm)  # validation inside fit runs it too; training runs the model
     assert spy.batches["val"] > 1 and task.net is task.model
+
+
+@pytest.mark.parametrize(("cpus", "processes", "workers"), [(16, 1, 8), (16, 4, 3), (2, 1, 1), (2, 2, 0), (64, 8, 7)])
+def test_default_num_workers_share_the_cpus(
+    cpus: int, processes: int, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mobiletasks.data.base import default_num_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert default_num_workers(processes) == workers
+
+
+def test_loaders_take_the_default_workers_unless_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(3)), raising=False)
+    auto = ShapesClassificationDataModule(tmp_path, num_images=8, image_size=32, batch_size=4)
+    told = ShapesClassificationDataModule(tmp_path, num_images=8, image_size=32, batch_size=4, num_workers=0)
+    auto.prepare_data()  # writes the images
+    loader = auto.val_dataloader()
+    assert (loader.num_workers, loader.persistent_workers, loader.pin_memory) == (2, True, False)  # no GPU: no pinning
+    assert (told.val_dataloader().num_workers, told.val_dataloader().persistent_workers) == (0, False)

@@ -205,7 +205,7 @@ class CelebADataModule(ClassificationDataModule):
         image_size: int = 224,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         augment: bool = True,
         crop_scale: tuple[float, float] = (0.64, 1.0),
         hflip: bool = True,

@@ -215,7 +215,7 @@ class COCODetectionDataModule(DetectionDataModule):
         train_annotations, val_annotations, test_annotations: their instances json files.
         image_size: side of the square training images.
         batch_size: training batch size; ``eval_batch_size`` (default ``batch_size``) for the others.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes per process (None: from the CPU count, ``default_num_workers``).
         keep_empty: keep training images without annotations (negatives).
         augment: SSD augmentation for training; False: resize only.
         predict_images: a folder of images (any size) to predict on instead of the val split.
@@ -238,7 +238,7 @@ class COCODetectionDataModule(DetectionDataModule):
         image_size: int = 320,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         keep_empty: bool = True,
         augment: bool = True,
         predict_images: str | None = None,

@@ -177,7 +177,7 @@ class DetectionDataModule(SplitDataModule):
         image_size: int,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         augment: bool = True,
         predict_images: PathLike | None = None,
     ) -> None:

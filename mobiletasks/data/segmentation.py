@@ -65,7 +65,7 @@ class SegmentationDataModule(SplitDataModule):
         scale_range: tuple[float, float] = (0.5, 2.0),
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         augment: bool = True,
         predict_images: PathLike | None = None,
     ) -> None:
@@ -121,7 +121,7 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         crop_size: side of the square training crops (513 in DeepLab); also ``image_size``.
         scale_range: the random scale factors of training images.
         batch_size: training batch size; ``eval_batch_size`` (default ``batch_size``) for the others.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes per process (None: from the CPU count, ``default_num_workers``).
         augment: random scale, crop and flip for training; False: pad and center crop only.
         predict_images: a folder of images to predict on instead of the val split.
         classes: object class names (default the 20 VOC classes); background is prepended.
@@ -143,7 +143,7 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         scale_range: tuple[float, float] = (0.5, 2.0),
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         augment: bool = True,
         predict_images: str | None = None,
         classes: Sequence[str] | None = None,
@@ -201,7 +201,7 @@ class COCOSegmentationDataModule(SegmentationDataModule):
         scale_range: tuple[float, float] = (0.5, 2.0),
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         augment: bool = True,
         predict_images: str | None = None,
     ) -> None:
@@ -273,7 +273,7 @@ class ShapesSegmentationDataModule(VOCSegmentationDataModule):
         scale_range: tuple[float, float] = (0.5, 2.0),
         batch_size: int = 16,
         eval_batch_size: int | None = None,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         augment: bool = True,
         predict_images: str | None = None,
     ) -> None:

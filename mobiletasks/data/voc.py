@@ -279,7 +279,7 @@ class VOCDetectionDataModule(DetectionDataModule):
         keep_difficult: keep difficult objects in training.
         image_size: side of the square training images (300: SSD300).
         batch_size: training batch size; ``eval_batch_size`` (default ``batch_size``) for the others.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes per process (None: from the CPU count, ``default_num_workers``).
         augment: SSD augmentation for training; False: resize only.
         predict_images: a folder of images (any size) to predict on instead of the val split.
 
@@ -300,7 +300,7 @@ class VOCDetectionDataModule(DetectionDataModule):
         image_size: int = 300,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         augment: bool = True,
         predict_images: str | None = None,
     ) -> None:
