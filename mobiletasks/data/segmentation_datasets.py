@@ -121,6 +121,7 @@ class SegmentationDataset(Dataset):
         self.records = records
         self.class_names = list(class_names)
         self.lut = np.asarray(lut, np.int64)
+        self._labels8 = np.where(self.lut == INVALID, 0, self.lut).astype(np.uint8)  # labels are 0..255
         self.transform = transform
         self.stats: dict[str, int] = {"images": len(records)}
         self.skip_log = SkipLog()
@@ -134,20 +135,21 @@ class SegmentationDataset(Dataset):
         return len(self.records)
 
     def load_mask(self, path: Path) -> np.ndarray:
-        """The labels of mask ``path``, int64 [H, W]; ValueError naming the file on a pixel value with no class."""
+        """The labels of mask ``path``, uint8 [H, W]; ValueError naming the file on a pixel value with no class."""
         return self.labels_of(read_mask(path), path)
 
     def labels_of(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        """The labels of the pixel values ``raw`` of mask ``path``; ValueError on a value with no class."""
-        labels = self.lut[raw]
-        if (labels == INVALID).any():
-            bad = np.unique(raw[labels == INVALID]).tolist()
+        """The labels (uint8) of the pixel values ``raw`` (uint8) of mask ``path``; ValueError on a value with no
+        class. One counting pass and one uint8 lookup: a quarter of the memory traffic of an int64 lookup."""
+        present = np.bincount(raw.ravel(), minlength=256) > 0
+        if (present & (self.lut == INVALID)).any():
+            bad = np.flatnonzero(present & (self.lut == INVALID)).tolist()
             valid = np.flatnonzero(self.lut != INVALID).tolist()
             raise ValueError(
                 f"mask {path} holds pixel values {bad[:10]} that are no class: the {len(self.class_names)} classes "
                 f"take values {_ranges(valid)} (255 = ignore); fix the mask or the class list"
             )
-        return labels
+        return self._labels8[raw]
 
     def check_masks(self, sample: int = 16) -> None:
         """Read ``sample`` masks spread over the split (a cheap set-up check) and fail early on masks that
@@ -192,7 +194,7 @@ class SegmentationDataset(Dataset):
             )
             return None
         if self.transform is None:
-            target["mask"] = torch.from_numpy(mask)
+            target["mask"] = torch.from_numpy(mask.astype(np.int64))
             return image_to_tensor(image), target
         image_t, target["mask"] = self.transform(image, mask)
         return image_t, target
