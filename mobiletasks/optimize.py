@@ -32,6 +32,15 @@ def fuse_bn_(model: nn.Module) -> nn.Module:
     return model
 
 
+def uses_channels_last(model: nn.Module) -> bool:
+    """Whether ``model`` keeps its convolution weights channels-last (``create_model``'s default), judged by its first
+    convolution whose two layouts differ (more than one input channel, a kernel over one pixel)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[2] * m.weight.shape[3] > 1:
+            return not m.weight.is_contiguous() and m.weight.is_contiguous(memory_format=torch.channels_last)
+    return False
+
+
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """An eval-mode copy of ``model`` with BatchNorm folded and, by default, channels-last weights.
 

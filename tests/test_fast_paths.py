@@ -94,8 +94,10 @@ def test_channels_last_is_the_default_and_changes_no_output(kind: str) -> None:
 
 def test_channels_last_off_from_a_config() -> None:
     task = DetectionTask("ssdlite_mobilenet_v2", num_classes=2, model_kwargs={**SMALL, "channels_last": False})
-    full = [w for w in _convs(task.model) if w.shape[1] > 1 and w.shape[-1] > 1]  # where the two layouts differ
-    assert full and all(not w.is_contiguous(memory_format=torch.channels_last) for w in full)
+    task._fold()  # what evaluation runs keeps the stated format too
+    for model in (task.model, task.__dict__["_folded"]):
+        full = [w for w in _convs(model) if w.shape[1] > 1 and w.shape[-1] > 1]  # where the two layouts differ
+        assert full and all(not w.is_contiguous(memory_format=torch.channels_last) for w in full)
 
 
 def test_fold_leaves_batchnorm_subclasses_that_do_more_alone() -> None:

@@ -38,7 +38,7 @@ from ..data.samplers import ResumableDataLoader, default_seed
 from ..data.skips import SkipLog
 from ..evaluation.distributed import gather, total
 from ..factory import create_model
-from ..optimize import optimize_for_inference
+from ..optimize import optimize_for_inference, uses_channels_last
 from .batchnorm import guard_single_value_batchnorm
 from .safety import first_nonfinite, nonfinite_message, step_seed
 
@@ -185,7 +185,8 @@ class BaseTask(L.LightningModule):
         return folded if folded is not None and not self.training else self.model
 
     def _fold(self) -> None:
-        self.__dict__["_folded"] = optimize_for_inference(self.model)
+        # in the model's own memory format: channels_last=False in model_kwargs holds for evaluation too
+        self.__dict__["_folded"] = optimize_for_inference(self.model, channels_last=uses_channels_last(self.model))
 
     def _unfold(self) -> None:
         self.__dict__["_folded"] = None
