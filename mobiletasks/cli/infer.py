@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from ..data.base import default_num_workers
 from ..data.inference import KINDS, InferenceDataModule, InputImage, Kind, find_images
 
 log = logging.getLogger("mobiletasks.infer")
@@ -77,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
         help="pictures to draw: detection images/, segmentation overlays/, cells of a classifier's contact sheet; "
         f"a number or 'all' (default: all for detection and segmentation, {_CONTACT_SHEET} for classifiers)",
     )
-    p.add_argument("--num-workers", type=int, default=2, help="processes reading images (default 2; 0: none)")
+    p.add_argument(
+        "--num-workers", type=int, default=None, help="processes reading images (default: from the CPU count; 0: none)"
+    )
     p.add_argument(
         "--accelerator",
         default="auto",
@@ -240,6 +243,8 @@ def _run(args: argparse.Namespace) -> int:
             f"{output} holds predictions.json of an earlier run; pass --overwrite to replace its outputs, or choose "
             "another --output"
         )
+    if args.num_workers is None:
+        args.num_workers = default_num_workers()
     if args.batch_size < 1 or args.num_workers < 0:
         raise ValueError(
             f"--batch-size must be at least 1 and --num-workers at least 0, got {args.batch_size}, {args.num_workers}"

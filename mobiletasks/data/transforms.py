@@ -72,7 +72,7 @@ def _process_key() -> tuple[int, int | None]:
 class _Seeded:
     """``set_random_seed`` seeds the transform for this process; each DataLoader worker re-seeds it from
     ``torch.initial_seed()`` on its first sample, so workers draw different augmentations and
-    ``lightning.seed_everything`` makes runs repeatable. In a worker, OpenCV then runs on one thread."""
+    ``lightning.seed_everything`` makes runs repeatable."""
 
     _seeded_in: tuple[int, int | None] | None = None
 
@@ -86,8 +86,6 @@ class _Seeded:
 
     def _seed_in_worker(self) -> None:
         if self._seeded_in != _process_key():
-            if torch.utils.data.get_worker_info() is not None:
-                cv2.setNumThreads(1)  # one thread per worker, as torch sets for itself: workers are the parallelism
             self.set_random_seed(torch.initial_seed() % 2**32)
 
 
