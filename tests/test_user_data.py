@@ -436,9 +436,10 @@ def test_settings_the_weights_do_not_fit_are_refused(detection_run: Path, monkey
     (last,) = detection_run.glob("runs/**/last.ckpt")
     args = ["--data.init_args.num_images", "12", "--ckpt_path", str(last)]
     with pytest.raises(
-        ValueError, match=r"does not fit the model.*model_kwargs=\{'width_mult': 0\.5\} \(the checkpoint: None\)"
+        ValueError,
+        match=r"does not fit the model.*model_kwargs=\{'width_mult': 1\.0\} \(the checkpoint: \{'width_mult': 0\.5\}\)",
     ):
-        cli("validate", "detection/quickstart.yaml", *args, "--model.init_args.model_kwargs", "{width_mult: 0.5}")
+        cli("validate", "detection/quickstart.yaml", *args, "--model.init_args.model_kwargs", "{width_mult: 1.0}")
     coco = ["--data.init_args.root", str(COCO128), "--data.init_args.train_images", "images/train2017"]
     coco += ["--data.init_args.val_images", "images/val2017", "--ckpt_path", str(last)]
     if COCO128.is_dir():  # 80 classes linked from the data module, 5 in the checkpoint
