@@ -205,7 +205,7 @@ def distort(image: np.ndarray, steps: Distortion, reference: np.ndarray | None =
     lut: np.ndarray | None = None
     for kind, amount in steps:
         if kind in ("brightness", "contrast"):
-            step = _affine_lut(*((1.0, amount) if kind == "brightness" else (amount, pivot * (1 - amount))))
+            step = _tone_lut(kind, amount, pivot)
             lut = step if lut is None else step[lut]
             continue
         if lut is not None:
@@ -215,10 +215,8 @@ def distort(image: np.ndarray, steps: Distortion, reference: np.ndarray | None =
 
 
 def _distort_one(image: np.ndarray, kind: str, amount: float, pivot: float) -> np.ndarray:
-    if kind == "brightness":
-        return cv2.LUT(image, _affine_lut(1.0, amount))
-    if kind == "contrast":
-        return cv2.LUT(image, _affine_lut(amount, pivot * (1 - amount)))
+    if kind in ("brightness", "contrast"):
+        return cv2.LUT(image, _tone_lut(kind, amount, pivot))
     if kind == "saturation":  # blend with the gray image (torchvision's adjust_saturation)
         gray = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
         return cv2.addWeighted(image, amount, gray, 1 - amount, 0)
@@ -227,6 +225,11 @@ def _distort_one(image: np.ndarray, kind: str, amount: float, pivot: float) -> n
     hue = np.mod(identity + 180 * amount, 180).astype(np.uint8)
     lut = np.stack([hue, identity.astype(np.uint8), identity.astype(np.uint8)], axis=-1)[None]
     return cv2.cvtColor(cv2.LUT(cv2.cvtColor(image, cv2.COLOR_RGB2HSV), lut), cv2.COLOR_HSV2RGB)
+
+
+def _tone_lut(kind: str, amount: float, pivot: float) -> np.ndarray:
+    """The lookup table of a brightness shift by ``amount`` or a contrast scaling by ``amount`` about ``pivot``."""
+    return _affine_lut(1.0, amount) if kind == "brightness" else _affine_lut(amount, pivot * (1 - amount))
 
 
 def _affine_lut(scale: float, shift: float) -> np.ndarray:
