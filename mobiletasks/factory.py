@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .common import PathLike
 from .registry import BACKBONES, MODELS
-from .weights import PathLike, load_pretrained
+from .weights import load_pretrained
 
 
 def create_backbone(name: str, *, pretrained: bool | PathLike | None = None, **kwargs: Any) -> nn.Module:

@@ -21,13 +21,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from .common import IMAGENET_MEAN, IMAGENET_STD, RGB
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGB", "Normalize", "NormalizesInput", "rgb"]
-
-RGB = tuple[float, float, float]
-
-# the statistics of the ImageNet training images, as torchvision's and most of timm's weights expect them
-IMAGENET_MEAN: RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD: RGB = (0.229, 0.224, 0.225)
 
 
 @runtime_checkable

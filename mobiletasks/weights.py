@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-PathLike = str | Path
+from mobiletasks.common import PathLike
+
 _CONTAINERS = ("state_dict", "model", "module", "state_dict_ema")
 _SHOW = 8  # keys named in an error
 

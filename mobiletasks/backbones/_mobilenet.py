@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from torchvision.models._utils import _make_divisible
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, RGB, Normalize
+from ..common import IMAGENET_MEAN, IMAGENET_STD, RGB
+from ..preprocessing import Normalize
 from .base import FeatureBackbone, FeatureInfo, check_output_stride, check_width, select_features
 
 

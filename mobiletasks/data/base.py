@@ -13,10 +13,10 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from mobiletasks.common import PathLike
 from mobiletasks.data.samplers import EvaluationSampler, EvaluationSamples, ResumableDataLoader, TrainingSampler
 from mobiletasks.data.skips import ReplaceUnreadable
 
-PathLike = str | Path
 SPLITS = ("train", "val", "test", "predict")
 _STAGES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 

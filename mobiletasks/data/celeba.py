@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobiletasks.data.base import PathLike
+from mobiletasks.common import PathLike
 from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
 from mobiletasks.data.files import find_files
 

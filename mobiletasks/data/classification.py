@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mobiletasks.data.base import PathLike, SplitDataModule, check_split
+from mobiletasks.common import PathLike
+from mobiletasks.data.base import SplitDataModule, check_split
 from mobiletasks.data.collate import classification_collate
 from mobiletasks.data.io import ImageReadError, list_images, read_image, split_images, warn_passed_over
 from mobiletasks.data.skips import SkipLog

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = 255  # the mask value of padding (and of VOC's boundary band)
+from mobiletasks.common import IGNORE_INDEX
 
 
 def detection_collate(

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mobiletasks.data.base import PathLike, SplitDataModule
+from mobiletasks.common import PathLike
+from mobiletasks.data.base import SplitDataModule
 from mobiletasks.data.collate import detection_collate
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.skips import SharedCounter, SkipLog

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from mobiletasks.data.base import PathLike
+from mobiletasks.common import PathLike
 from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
 from mobiletasks.data.files import find_files, read_text
 

@@ -23,7 +23,8 @@ from typing import Any, Literal
 import lightning as L
 from torch.utils.data import DataLoader
 
-from mobiletasks.data.base import PathLike, check_split
+from mobiletasks.common import PathLike
+from mobiletasks.data.base import check_split
 from mobiletasks.data.classification import ClassificationDataset
 from mobiletasks.data.collate import classification_collate, detection_collate, segmentation_collate
 from mobiletasks.data.detection import DetectionDataset, Record

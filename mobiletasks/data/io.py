@@ -17,7 +17,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-PathLike = str | Path
+from mobiletasks.common import PathLike
+
 logger = logging.getLogger(__name__)
 
 

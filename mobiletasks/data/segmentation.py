@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mobiletasks.data.base import PathLike, SplitDataModule, check_split
-from mobiletasks.data.collate import IGNORE_INDEX, segmentation_collate
+from mobiletasks.common import IGNORE_INDEX, PathLike
+from mobiletasks.data.base import SplitDataModule, check_split
+from mobiletasks.data.collate import segmentation_collate
 from mobiletasks.data.segmentation_datasets import (
     COCO_VOC_CATEGORY_IDS,
     MaskFolder,

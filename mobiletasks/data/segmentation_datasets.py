@@ -33,8 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mobiletasks.data.collate import IGNORE_INDEX
-from mobiletasks.data.detection import PathLike
+from mobiletasks.common import IGNORE_INDEX, PathLike
 from mobiletasks.data.files import Folders, find_files, resolve
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.skips import SkipLog

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mobiletasks.common import PathLike
+
 from .celeba import CelebADataModule
 from .classification import ClassificationDataset, ImageFolderDataModule
 from .coco import COCODetectionDataModule
-from .detection import PathLike
 from .synth import SHAPE_CLASSES, ensure_dataset, write_detection_dataset
 from .synth_classification import (
     ATTRIBUTE_NAMES,

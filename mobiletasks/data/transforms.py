@@ -43,7 +43,7 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import Field
 from torch import Tensor
 
-from mobiletasks.data.collate import IGNORE_INDEX
+from mobiletasks.common import IGNORE_INDEX
 from mobiletasks.data.io import image_to_tensor
 
 # ImageNet mean in 0..255: the SSD zoom-out canvas colour (SSD fills with the mean pixel)

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, NormalizesInput
-from ..weights import PathLike
+from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
+from ..preprocessing import NormalizesInput
 from .graphs import OUTPUTS, Task, inference_graph
 from .nms import ONNX_TRANSLATIONS
 

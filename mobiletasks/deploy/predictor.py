@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..weights import PathLike
+from ..common import PathLike
 from .onnx import DeployInfo
 
 __all__ = ["OnnxPredictor"]

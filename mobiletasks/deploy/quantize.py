@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..weights import PathLike
+from ..common import PathLike
 from .onnx import DeployInfo, read_metadata
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from mobiletasks.common import PathLike
+
 from .coco_json import ImageId, complete_dataset, describe, id_order, is_image_id, is_number, read_json, read_results
 from .distributed import gather
 
-PathLike = str | Path
 log = logging.getLogger(__name__)
 
 # the twelve numbers of COCOeval.stats, in its order

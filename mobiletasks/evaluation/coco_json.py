@@ -33,9 +33,10 @@ from typing import Any, TypeGuard
 
 from pycocotools import mask as mask_utils
 
+from mobiletasks.common import PathLike
+
 log = logging.getLogger(__name__)
 
-PathLike = str | Path
 ImageId = int | str
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 _FLOAT32_MAX = 3.4028234663852886e38  # boxes become float32 tensors

@@ -25,11 +25,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..backbones import MobileNetV1, MobileNetV2
+from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
 from ..factory import create_backbone
 from ..heads.classification import AttributeHead, ClassificationHead
-from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from ..preprocessing import Normalize
 from ..registry import MODELS, register_model
-from ..weights import PathLike
 
 __all__ = ["ImageClassifier", "attribute_classifier", "classifier"]
 

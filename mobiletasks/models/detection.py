@@ -31,11 +31,11 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD
 from torchvision.ops import batched_nms, sigmoid_focal_loss
 
+from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
 from ..factory import create_backbone
 from ..heads.ssd import EXTRA_DEPTHS, SSDFeatureExtractor, SSDHead, detection_taps, ssdlite_head
-from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, rgb
+from ..preprocessing import rgb
 from ..registry import register_model
-from ..weights import PathLike
 
 __all__ = ["SSDDetector", "TFAnchorGenerator", "ssd", "ssd300_mobilenet_v1", "ssdlite", "ssdlite_mobilenet_v1"]
 

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.base import FeatureInfo
+from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
 from ..factory import create_backbone
 from ..heads.deeplab import DeepLabV3Head, atrous_rates
-from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from ..preprocessing import Normalize
 from ..registry import register_model
-from ..weights import PathLike
 
 __all__ = ["DeepLabV3", "deeplabv3", "deeplabv3_mobilenet_v1", "deeplabv3_mobilenet_v2"]
 

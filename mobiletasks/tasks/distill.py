@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common import PathLike
 from ..factory import create_model
 from ..optimize import fuse_bn_
-from ..weights import PathLike
 
 __all__ = ["binary_soft_loss", "load_teacher", "softmax_soft_loss"]
 
