@@ -1,6 +1,6 @@
 """A tiny CelebA in the official layout, for tests: ``write_celeba(root)`` writes ``root/img_align_celeba/*.jpg``,
 ``root/list_attr_celeba.txt`` and ``root/list_eval_partition.txt``, the text files byte for byte in the official
-format (see :mod:`mobiletasks.data.celeba`)."""
+format (see :mod:`mobiletasks.data.classification.celeba`)."""
 
 from __future__ import annotations
 

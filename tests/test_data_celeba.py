@@ -14,8 +14,13 @@ import torch
 from celeba_layout import CELEBA_ATTRIBUTES, write_celeba
 from torchvision.datasets import CelebA
 
-from mobiletasks.data.celeba import CelebADataModule, read_attribute_names, read_attributes, read_partition
-from mobiletasks.data.classification import ClassificationDataset
+from mobiletasks.data.classification.base import ClassificationDataset
+from mobiletasks.data.classification.celeba import (
+    CelebADataModule,
+    read_attribute_names,
+    read_attributes,
+    read_partition,
+)
 
 ATTR, PARTITION = "list_attr_celeba.txt", "list_eval_partition.txt"
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mobiletasks.data import ImageFolderDataModule
-from mobiletasks.data.classification import ClassificationDataset
+from mobiletasks.data.classification.base import ClassificationDataset
 from mobiletasks.data.collate import classification_collate
 from mobiletasks.data.transforms import classification_eval_transform, classification_train_transform
 

@@ -19,9 +19,10 @@ from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 from torchvision.ops import box_convert
 
-from mobiletasks.data.coco import COCODetection, COCODetectionDataModule, read_categories
 from mobiletasks.data.collate import detection_collate
-from mobiletasks.data.detection import ImageFolder
+from mobiletasks.data.detection.base import UnlabeledImages
+from mobiletasks.data.detection.coco import COCODetection, COCODetectionDataModule, read_categories
+from mobiletasks.data.detection.voc import VOC_CLASSES, VOCDetection, VOCDetectionDataModule
 from mobiletasks.data.io import ImageReadError, read_image
 from mobiletasks.data.skips import SharedCounter
 from mobiletasks.data.transforms import (
@@ -31,7 +32,6 @@ from mobiletasks.data.transforms import (
     RandomZoomOut,
     train_transform,
 )
-from mobiletasks.data.voc import VOC_CLASSES, VOCDetection, VOCDetectionDataModule
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO128 = DATA / "coco128"
@@ -579,6 +579,6 @@ def test_predict_images_folder(tmp_path: Path) -> None:
     assert targets == [{"image_id": 0, "file_name": "b.png"}, {"image_id": 1, "file_name": "sub/a.jpg"}]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"empty holds no images"):
-        ImageFolder(tmp_path / "empty")
+        UnlabeledImages(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"image folder \(predict_images\) .*nothing does not exist"):
-        ImageFolder(tmp_path / "nothing")
+        UnlabeledImages(tmp_path / "nothing")

@@ -15,8 +15,8 @@ import torch
 from official_layouts import class_color, write_cub, write_stanford_dogs
 from PIL import Image
 
-from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
-from mobiletasks.data.fine_grained import CUBDataModule, StanfordDogsDataModule, read_dogs_list
+from mobiletasks.data.classification.base import ClassificationDataModule, ClassificationDataset
+from mobiletasks.data.classification.fine_grained import CUBDataModule, StanfordDogsDataModule, read_dogs_list
 from mobiletasks.data.io import read_image
 
 BREEDS = ("Chihuahua", "Maltese_dog", "beagle")

@@ -17,8 +17,9 @@ from pycocotools.coco import COCO
 
 from mobiletasks.cli import main
 from mobiletasks.data.collate import segmentation_collate
+from mobiletasks.data.detection.voc import VOC_CLASSES
 from mobiletasks.data.io import voc_palette, write_index_png
-from mobiletasks.data.segmentation import (
+from mobiletasks.data.segmentation.datamodules import (
     COCO_VOC_CATEGORY_IDS,
     COCOSegmentationDataModule,
     ShapesSegmentationDataModule,
@@ -32,7 +33,6 @@ from mobiletasks.data.synth_segmentation import (
     write_segmentation_dataset,
 )
 from mobiletasks.data.transforms import MEAN_PIXEL, SegmentationTransform, segmentation_train_transform
-from mobiletasks.data.voc import VOC_CLASSES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO128 = DATA / "coco128"

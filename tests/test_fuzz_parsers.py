@@ -35,10 +35,10 @@ from official_layouts import write_cub
 from PIL import Image
 from pycocotools.coco import COCO
 
-from mobiletasks.data.celeba import SPLIT_CODES, CelebADataModule
-from mobiletasks.data.coco import COCODetection, read_categories
-from mobiletasks.data.fine_grained import CUBDataModule
-from mobiletasks.data.voc import VOCDetection
+from mobiletasks.data.classification.celeba import SPLIT_CODES, CelebADataModule
+from mobiletasks.data.classification.fine_grained import CUBDataModule
+from mobiletasks.data.detection.coco import COCODetection, read_categories
+from mobiletasks.data.detection.voc import VOCDetection
 from mobiletasks.evaluation.coco import load_coco
 
 T = TypeVar("T")

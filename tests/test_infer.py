@@ -25,7 +25,7 @@ from mobiletasks.cli import main
 from mobiletasks.cli.infer import OnnxPredictModule
 from mobiletasks.data import COCODetectionDataModule, ImageFolderDataModule
 from mobiletasks.data.inference import InferenceDataModule, find_images
-from mobiletasks.data.segmentation import COCOSegmentationDataModule
+from mobiletasks.data.segmentation.datamodules import COCOSegmentationDataModule
 from mobiletasks.deploy import DeployInfo
 from mobiletasks.tasks import ClassificationTask, DetectionTask, SegmentationTask
 from mobiletasks.tasks.cls_writer import ClassificationWriter

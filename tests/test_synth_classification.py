@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from mobiletasks.cli import main
-from mobiletasks.data.celeba import read_attributes, read_partition
+from mobiletasks.data.classification.celeba import read_attributes, read_partition
 from mobiletasks.data.shapes import ShapesAttributesDataModule, ShapesClassificationDataModule
 from mobiletasks.data.synth import MARKER, SHAPE_CLASSES, make_sample, read_info, sample_rng
 from mobiletasks.data.synth_classification import (

@@ -181,7 +181,7 @@ def test_voc_images_found_by_the_xml_filename_or_another_suffix(tmp_path: Path) 
     from user_data import person_ids, voc_copy
 
     from mobiletasks.data import VOCDetection
-    from mobiletasks.data.segmentation_datasets import VOCSegmentation
+    from mobiletasks.data.segmentation.datasets import VOCSegmentation
 
     ids = person_ids(3)
     root = voc_copy(tmp_path, ids)
@@ -240,7 +240,7 @@ def test_index_masks_of_every_single_channel_mode(mode: str, tmp_path: Path) -> 
     from PIL import Image
 
     from mobiletasks.data.io import voc_palette
-    from mobiletasks.data.segmentation_datasets import read_mask
+    from mobiletasks.data.segmentation.datasets import read_mask
 
     values = np.zeros((4, 6), np.uint8)
     values[1:3, 2:5] = 1
@@ -271,7 +271,7 @@ def test_empty_or_unreadable_voc_lists_are_refused_by_name(content: bytes, tmp_p
     from user_data import person_ids, voc_copy
 
     from mobiletasks.data import VOCDetection
-    from mobiletasks.data.segmentation_datasets import VOCSegmentation
+    from mobiletasks.data.segmentation.datasets import VOCSegmentation
 
     root = voc_copy(tmp_path, person_ids(2))
     for kind in ("Main", "Segmentation"):

@@ -1,13 +1,18 @@
 """Datasets, data modules and augmentations (albumentations lives only in ``transforms``)."""
 
-from .celeba import CelebADataModule
-from .classification import ClassificationDataModule, ClassificationDataset, ImageFolderDataModule
-from .coco import COCODetection, COCODetectionDataModule
+from .classification import (
+    CelebADataModule,
+    ClassificationDataModule,
+    ClassificationDataset,
+    CUBDataModule,
+    ImageFolderDataModule,
+    StanfordDogsDataModule,
+)
 from .collate import classification_collate, detection_collate, segmentation_collate
-from .fine_grained import CUBDataModule, StanfordDogsDataModule
-from .segmentation import COCOSegmentationDataModule, ShapesSegmentationDataModule, VOCSegmentationDataModule
+from .detection import VOC_CLASSES, COCODetection, COCODetectionDataModule, VOCDetection, VOCDetectionDataModule
+from .segmentation import COCOSegmentationDataModule, VOCSegmentationDataModule
+from .segmentation.datamodules import ShapesSegmentationDataModule
 from .shapes import ShapesAttributesDataModule, ShapesClassificationDataModule, ShapesDetectionDataModule
-from .voc import VOC_CLASSES, VOCDetection, VOCDetectionDataModule
 
 __all__ = [
     "VOC_CLASSES",

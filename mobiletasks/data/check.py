@@ -34,11 +34,11 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from mobiletasks.data.classification import ClassificationDataset
-from mobiletasks.data.detection import DetectionDataset
+from mobiletasks.data.classification.base import ClassificationDataset
+from mobiletasks.data.detection.base import DetectionDataset
 from mobiletasks.data.files import tolerate_missing
 from mobiletasks.data.io import ImageInfo, ImageReadError, inspect_image
-from mobiletasks.data.segmentation_datasets import MaskPattern, SegmentationDataset, read_mask
+from mobiletasks.data.segmentation.datasets import MaskPattern, SegmentationDataset, read_mask
 
 Severity = Literal["error", "warning", "info"]
 
@@ -269,7 +269,7 @@ def _maker(datamodule: Any, split: str) -> Callable[[], Any]:
 
 def check_coco(images: str | Path, annotations: str | Path, progress: bool = True) -> Report:
     """Check a COCO detection split: an image folder and its instances json."""
-    from mobiletasks.data.coco import COCODetection
+    from mobiletasks.data.detection.coco import COCODetection
 
     report = Report()
     dataset, missing = build(report, "coco", lambda: COCODetection(images, annotations))
@@ -284,8 +284,8 @@ def check_voc(
 ) -> Report:
     """Check a Pascal VOC split of ``root`` (the VOCdevkit folder): its boxes (``ImageSets/Main/<split>.txt``)
     and its masks (``ImageSets/Segmentation/<split>.txt``), whichever lists exist."""
-    from mobiletasks.data.segmentation_datasets import VOCSegmentation
-    from mobiletasks.data.voc import VOCDetection
+    from mobiletasks.data.detection.voc import VOCDetection
+    from mobiletasks.data.segmentation.datasets import VOCSegmentation
 
     report = Report()
     folder = Path(root) / f"VOC{year}"

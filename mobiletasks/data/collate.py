@@ -17,7 +17,7 @@ def detection_collate(
     """``[(image, target), ...] -> ([image, ...], [target, ...])``.
 
     ``None`` entries (images a dataset could not read and skipped, see
-    :class:`mobiletasks.data.detection.DetectionDataset`) are left out, so a batch may be shorter than
+    :class:`mobiletasks.data.detection.base.DetectionDataset`) are left out, so a batch may be shorter than
     the batch size, or empty.
 
     Example:

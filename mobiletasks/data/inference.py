@@ -25,11 +25,11 @@ from torch.utils.data import DataLoader
 
 from mobiletasks.common import PathLike
 from mobiletasks.data.base import check_split
-from mobiletasks.data.classification import ClassificationDataset
+from mobiletasks.data.classification.base import ClassificationDataset
 from mobiletasks.data.collate import classification_collate, detection_collate, segmentation_collate
-from mobiletasks.data.detection import DetectionDataset, Record
+from mobiletasks.data.detection.base import DetectionDataset, Record
 from mobiletasks.data.io import IMAGE_SUFFIXES, split_images, warn_passed_over
-from mobiletasks.data.segmentation_datasets import MaskRecord, SegmentationDataset, identity_lut
+from mobiletasks.data.segmentation.datasets import MaskRecord, SegmentationDataset, identity_lut
 from mobiletasks.data.transforms import classification_eval_transform
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from typing import Any
 
 from mobiletasks.common import PathLike
 
-from .celeba import CelebADataModule
-from .classification import ClassificationDataset, ImageFolderDataModule
-from .coco import COCODetectionDataModule
+from .classification.base import ClassificationDataset, ImageFolderDataModule
+from .classification.celeba import CelebADataModule
+from .detection.coco import COCODetectionDataModule
 from .synth import SHAPE_CLASSES, ensure_dataset, write_detection_dataset
 from .synth_classification import (
     ATTRIBUTE_NAMES,
@@ -93,7 +93,7 @@ class ShapesClassificationDataModule(ImageFolderDataModule):
         image_size: side of the generated images and of the training images.
         crop_scale: the area range of the training crops: a crop keeps at least a good part of the shape.
         crop_fraction: 1.0: the evaluation images are the generated ones, whole (a shape may touch the border).
-        other arguments: see :class:`~mobiletasks.data.classification.ClassificationDataModule`.
+        other arguments: see :class:`~mobiletasks.data.classification.base.ClassificationDataModule`.
 
     Example:
         >>> ShapesClassificationDataModule("data/shapes-cls").class_names  # nothing is written yet
@@ -156,7 +156,7 @@ class ShapesAttributesDataModule(CelebADataModule):
         hflip: no attribute tells left from right, so flips keep the labels true.
         crop_fraction: 1.0: the evaluation images are the generated ones, whole.
         attributes: train on these attributes only, in this order.
-        other arguments: see :class:`~mobiletasks.data.classification.ClassificationDataModule`.
+        other arguments: see :class:`~mobiletasks.data.classification.base.ClassificationDataModule`.
 
     Example:
         >>> ShapesAttributesDataModule("data/shapes-attr").class_names[:3]  # nothing is written yet

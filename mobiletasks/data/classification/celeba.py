@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mobiletasks.common import PathLike
-from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
+from mobiletasks.data.classification.base import ClassificationDataModule, ClassificationDataset
 from mobiletasks.data.files import find_files
 
 __all__ = ["CelebADataModule", "read_attribute_names", "read_attributes", "read_partition"]
@@ -187,7 +187,7 @@ class CelebADataModule(ClassificationDataModule):
         root: the dataset folder.
         crop_scale: the area range of the training crops; the faces are aligned, so the crops are mild.
         hflip: CelebA's attributes do not know left from right, so flips are on.
-        other loader arguments: see :class:`~mobiletasks.data.classification.ClassificationDataModule`.
+        other loader arguments: see :class:`~mobiletasks.data.classification.base.ClassificationDataModule`.
         attributes: train on these attributes only (names from the attribute file), in this order.
         attr_file, partition_file, image_dir: the file and folder names under ``root``.
 

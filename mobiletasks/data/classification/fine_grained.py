@@ -30,7 +30,7 @@ import numpy as np
 import scipy.io
 
 from mobiletasks.common import PathLike
-from mobiletasks.data.classification import ClassificationDataModule, ClassificationDataset
+from mobiletasks.data.classification.base import ClassificationDataModule, ClassificationDataset
 from mobiletasks.data.files import find_files, read_text
 
 __all__ = ["CUBDataModule", "StanfordDogsDataModule", "read_dogs_list"]
@@ -82,7 +82,7 @@ class StanfordDogsDataModule(ClassificationDataModule):
 
     Args:
         root: the folder holding ``Images/`` and ``lists/`` (or the ``.mat`` lists directly).
-        other arguments: see :class:`~mobiletasks.data.classification.ClassificationDataModule`.
+        other arguments: see :class:`~mobiletasks.data.classification.base.ClassificationDataModule`.
 
     Raises:
         FileNotFoundError: a list, ``Images/`` or listed images are missing (when first needed).
@@ -249,7 +249,7 @@ class CUBDataModule(ClassificationDataModule):
     Args:
         root: the ``CUB_200_2011`` folder, or the folder holding it.
         crop_to_bbox: crop each image to its box in ``bounding_boxes.txt`` before the transforms.
-        other arguments: see :class:`~mobiletasks.data.classification.ClassificationDataModule`.
+        other arguments: see :class:`~mobiletasks.data.classification.base.ClassificationDataModule`.
 
     Raises:
         FileNotFoundError: a file or listed images are missing (when first needed).

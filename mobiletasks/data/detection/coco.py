@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mobiletasks.data.base import check_split
-from mobiletasks.data.detection import (
+from mobiletasks.data.detection.base import (
     DetectionDataModule,
     DetectionDataset,
     PathLike,

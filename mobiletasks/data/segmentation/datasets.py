@@ -34,10 +34,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mobiletasks.common import IGNORE_INDEX, PathLike
+from mobiletasks.data.detection.voc import check_classes, find_voc_image, read_image_set, xml_filename
 from mobiletasks.data.files import Folders, find_files, resolve
 from mobiletasks.data.io import ImageReadError, image_to_tensor, list_images, read_image
 from mobiletasks.data.skips import SkipLog
-from mobiletasks.data.voc import check_classes, find_voc_image, read_image_set, xml_filename
 
 logger = logging.getLogger(__name__)
 

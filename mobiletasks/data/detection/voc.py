@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from mobiletasks.data.base import check_split
-from mobiletasks.data.detection import (
+from mobiletasks.data.detection.base import (
     DetectionDataModule,
     DetectionDataset,
     PathLike,

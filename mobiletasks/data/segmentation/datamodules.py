@@ -5,7 +5,7 @@ Samples follow the contract: ``(image, target)``, image float32 [3, H, W] in [0,
 :func:`~mobiletasks.data.collate.segmentation_collate`. ``num_classes`` counts background. Training images
 go through :func:`~mobiletasks.data.transforms.segmentation_train_transform` (random scale, pad with 255,
 ``crop_size`` crop, flip); val/test/predict images keep their size. The datasets and the rules on bad data
-are in :mod:`mobiletasks.data.segmentation_datasets`.
+are in :mod:`mobiletasks.data.segmentation.datasets`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 from mobiletasks.common import IGNORE_INDEX, PathLike
 from mobiletasks.data.base import SplitDataModule, check_split
 from mobiletasks.data.collate import segmentation_collate
-from mobiletasks.data.segmentation_datasets import (
+from mobiletasks.data.detection.voc import VOC_CLASSES, check_classes
+from mobiletasks.data.segmentation.datasets import (
     COCO_VOC_CATEGORY_IDS,
     MaskFolder,
     SegmentationDataset,
@@ -32,7 +33,6 @@ from mobiletasks.data.segmentation_datasets import (
 from mobiletasks.data.synth import ensure_dataset
 from mobiletasks.data.synth_segmentation import SEGMENTATION_CLASSES, write_segmentation_dataset
 from mobiletasks.data.transforms import segmentation_train_transform
-from mobiletasks.data.voc import VOC_CLASSES, check_classes
 
 if TYPE_CHECKING:
     from mobiletasks.evaluation.segmentation import SegmentationEvaluator
@@ -178,7 +178,7 @@ class COCOSegmentationDataModule(SegmentationDataModule):
       background 0. 21 classes, named as in VOC.
     - ``classes_json``: a JSON object ``{"<pixel value>": "<class name>" | null}``; classes in order of their
       smallest pixel value, ``null`` and unlisted values ignored (255). See
-      :func:`~mobiletasks.data.segmentation_datasets.read_class_map`.
+      :func:`~mobiletasks.data.segmentation.datasets.read_class_map`.
 
     Without ``test_images``/``test_masks`` the test split is the val split.
 

@@ -151,7 +151,7 @@ class DetectionDataset(Dataset):
         return f"{type(self).__name__}({len(self)} images, {len(self.class_names)} classes, transform={self.transform})"
 
 
-class ImageFolder(DetectionDataset):
+class UnlabeledImages(DetectionDataset):
     """All images under ``folder`` (any size, sorted by path), for prediction: targets hold only
     ``image_id`` (the index) and ``file_name`` (relative to ``folder``)."""
 
@@ -191,7 +191,7 @@ class DetectionDataModule(SplitDataModule):
         raise NotImplementedError
 
     def folder_dataset(self, folder: PathLike) -> DetectionDataset:
-        return ImageFolder(folder, transform=self.predict_aug)
+        return UnlabeledImages(folder, transform=self.predict_aug)
 
     def dataset(self, split: str) -> DetectionDataset:
         dataset = super().dataset(split)
