@@ -46,9 +46,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
-from mobiletasks.data.coco import COCODetection
+from mobiletasks.data.detection.coco import COCODetection
 from mobiletasks.data.io import read_image
-from mobiletasks.data.segmentation_datasets import VOCSegmentation
+from mobiletasks.data.segmentation.datasets import VOCSegmentation
 from mobiletasks.data.transforms import (
     MEAN_PIXEL,
     SSD_MIN_IOUS,

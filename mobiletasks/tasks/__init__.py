@@ -3,11 +3,9 @@
 from .base import BaseTask
 from .checkpoint import AtomicCheckpointIO, TaskCheckpoint
 from .classification import AttributeTask, ClassificationTask
-from .cls_writer import ClassificationWriter
 from .detection import DetectionTask
-from .seg_writer import SegmentationWriter
 from .segmentation import SegmentationTask
-from .writers import DetectionWriter
+from .writers import ClassificationWriter, DetectionWriter, SegmentationWriter
 
 __all__ = [
     "AtomicCheckpointIO",

@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from ..data.io import save_png
-from .writers import gather_in_order, split_file_names, write_json_atomic
+from ...data.io import save_png
+from .base import gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
-from ..data.io import save_png, voc_palette, write_index_png
-from ..evaluation.distributed import total
-from .writers import OutputNames, gather_in_order, split_file_names, write_json_atomic
+from ...data.io import save_png, voc_palette, write_index_png
+from ...evaluation.distributed import total
+from .base import OutputNames, gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
 
