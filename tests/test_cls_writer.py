@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from mobiletasks.tasks.cls_writer import PADDING, THUMBNAIL, ClassificationWriter, caption_cell
+from mobiletasks.tasks.writers.classification import PADDING, THUMBNAIL, ClassificationWriter, caption_cell
 
 NAMES = ["circle", "square", "triangle"]
 

@@ -16,7 +16,7 @@ from torchmetrics.segmentation import MeanIoU
 
 from mobiletasks.data.io import voc_palette
 from mobiletasks.evaluation.segmentation import SegmentationEvaluator, multiscale_logits
-from mobiletasks.tasks.seg_writer import SegmentationWriter
+from mobiletasks.tasks.writers.segmentation import SegmentationWriter
 
 VOC_MASKS = Path(__file__).parents[2] / "shared" / "data" / "voc128" / "VOC2012" / "SegmentationClass"
 

@@ -28,9 +28,9 @@ from mobiletasks.data.inference import InferenceDataModule, find_images
 from mobiletasks.data.segmentation.datamodules import COCOSegmentationDataModule
 from mobiletasks.deploy import DeployInfo
 from mobiletasks.tasks import ClassificationTask, DetectionTask, SegmentationTask
-from mobiletasks.tasks.cls_writer import ClassificationWriter
-from mobiletasks.tasks.seg_writer import SegmentationWriter
-from mobiletasks.tasks.writers import DetectionWriter
+from mobiletasks.tasks.writers.classification import ClassificationWriter
+from mobiletasks.tasks.writers.detection import DetectionWriter
+from mobiletasks.tasks.writers.segmentation import SegmentationWriter
 
 pytest.importorskip("onnxruntime")
 

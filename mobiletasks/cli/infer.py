@@ -204,9 +204,9 @@ def _check_record(model: Path, kind: str, record: dict[str, Any]) -> None:
 
 def make_writer(kind: str, output: Path, score_threshold: float | None, max_images: int | None) -> Any:
     """The prediction writer ``mobiletasks predict`` configures for ``kind``."""
-    from ..tasks.cls_writer import ClassificationWriter
-    from ..tasks.seg_writer import SegmentationWriter
-    from ..tasks.writers import DetectionWriter
+    from ..tasks.writers.classification import ClassificationWriter
+    from ..tasks.writers.detection import DetectionWriter
+    from ..tasks.writers.segmentation import SegmentationWriter
 
     if score_threshold is not None and kind not in ("detection", "attributes"):
         raise ValueError(

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import lightning as L
 
-from ..evaluation.distributed import gather
+from ...evaluation.distributed import gather
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
