@@ -260,3 +260,13 @@ def test_a_timm_teacher_sees_its_own_resolution(tmp_path: Path) -> None:
     images, targets = next(iter(_loader(num=2)))
     assert task.teacher_logits(images).shape == (2, 4)
     assert torch.isfinite(task.training_loss((images, targets))[0])
+
+
+def test_attribute_task_takes_the_classification_arguments_by_name() -> None:
+    """AttributeTask forwards ClassificationTask's arguments by name: each lands in hparams, and label smoothing,
+    which a binary loss per attribute does not have, is refused rather than ignored."""
+    task = AttributeTask(num_classes=2, alpha=0.25, temperature=2.0, warmup_steps=3, model_kwargs=SMALL)
+    assert (task.hparams["alpha"], task.hparams["temperature"], task.hparams["warmup_steps"]) == (0.25, 2.0, 3)
+    assert task.hparams["num_classes"] == 2 and task.hparams["label_smoothing"] == 0.0
+    with pytest.raises(ValueError, match="label_smoothing does not apply"):
+        AttributeTask(num_classes=2, label_smoothing=0.1, model_kwargs=SMALL)

@@ -172,7 +172,11 @@ class AttributeTask(ClassificationTask):
         num_classes: the number of attributes (linked from the data module).
         pos_weight: weight of the positive term per attribute: one number, one per attribute, "balanced"
             (negatives / positives of each attribute in the training split) or None.
-        other arguments: see :class:`ClassificationTask` (``label_smoothing`` does not apply).
+        kwargs: the other arguments of :class:`ClassificationTask`, by name (``label_smoothing`` does not apply).
+
+    Raises:
+        ValueError: ``label_smoothing`` is not 0; ``pos_weight`` is not positive, or has neither one nor
+            ``num_classes`` numbers.
     """
 
     kind = "attributes"
@@ -183,47 +187,12 @@ class AttributeTask(ClassificationTask):
         self,
         model: str = "mobilenet_v1",
         num_classes: int = 40,
-        image_size: int | None = None,
-        model_kwargs: dict[str, Any] | None = None,
-        pretrained: str | None = None,
-        pretrained_backbone: str | None = None,
         pos_weight: float | list[float] | Literal["balanced"] | None = None,
-        teacher: str | None = None,
-        teacher_weights: str | None = None,
-        teacher_kwargs: dict[str, Any] | None = None,
-        teacher_image_size: int | None = None,
-        alpha: float = 0.5,
-        temperature: float = 1.0,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        schedule: Schedule = "cosine",
-        warmup_steps: int = 0,
-        norm_weight_decay: float | None = 0.0,
-        depthwise_weight_decay: float | None = 0.0,
-        skip_unreadable: bool = False,
-        nonfinite_loss: NonFinitePolicy = "stop",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model,
-            num_classes,
-            image_size,
-            model_kwargs,
-            pretrained,
-            pretrained_backbone,
-            0.0,
-            teacher,
-            teacher_weights,
-            teacher_kwargs,
-            teacher_image_size,
-            alpha,
-            temperature,
-            optimizer,
-            schedule,
-            warmup_steps,
-            norm_weight_decay,
-            depthwise_weight_decay,
-            skip_unreadable,
-            nonfinite_loss,
-        )
+        if kwargs.get("label_smoothing", 0.0) != 0.0:
+            raise ValueError("label_smoothing does not apply to attributes (a binary loss per attribute); remove it")
+        super().__init__(model, num_classes, **kwargs)
         self.pos_weight: Tensor | None = None
         if isinstance(pos_weight, int | float | list):
             weights = torch.as_tensor(pos_weight, dtype=torch.float32).reshape(-1)
