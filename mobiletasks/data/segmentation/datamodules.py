@@ -183,7 +183,7 @@ class COCOSegmentationDataModule(SegmentationDataModule):
     Without ``test_images``/``test_masks`` the test split is the val split.
 
     Example:
-        >>> dm = COCOSegmentationDataModule("../shared/data/coco128", crop_size=321)
+        >>> dm = COCOSegmentationDataModule("data/coco", crop_size=321)
         >>> dm.num_classes, dm.class_names[15], dm.image_size
         (21, 'person', 321)
     """
