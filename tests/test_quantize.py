@@ -19,7 +19,7 @@ from torchvision.ops import box_iou
 
 from mobiletasks import create_model
 from mobiletasks.cli import main
-from mobiletasks.data.synth import make_sample, sample_rng
+from mobiletasks.data.synthetic import make_sample, sample_rng
 from mobiletasks.deploy import OnnxPredictor, export_onnx, read_metadata
 from mobiletasks.deploy.quantize import calibration_subset, quantize_int8, quantized_nodes
 

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
 
-from mobiletasks.data.shapes import ShapesClassificationDataModule
+from mobiletasks.data.synthetic import ShapesClassificationDataModule
 from mobiletasks.tasks import ClassificationTask
 from mobiletasks.tasks.safety import first_nonfinite
 

@@ -1,12 +1,15 @@
-"""The synthetic shapes dataset: samples, the COCO and VOC writers, and ``mobiletasks data synth``."""
+"""The synthetic shapes dataset: samples, the COCO and VOC writers, ``mobiletasks data synth``, and what the four
+Shapes data modules share: ``prepare_data`` that only writes files, ``setup`` that reads them."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,15 +17,20 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from mobiletasks.cli import main
-from mobiletasks.data import synth
-from mobiletasks.data.synth import (
+from mobiletasks.data.synthetic import (
     MARKER,
     SHAPE_CLASSES,
+    ShapeObject,
+    ShapesAttributesDataModule,
+    ShapesClassificationDataModule,
+    ShapesDetectionDataModule,
+    ShapesSegmentationDataModule,
     dataset_exists,
     make_sample,
     read_info,
     sample_rng,
     write_detection_dataset,
+    writers,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,13 +204,13 @@ def test_refuses_foreign_folder_and_replaces_own(tmp_path: Path) -> None:
 def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def failing(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[synth.ShapeObject]]:
+    def failing(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[ShapeObject]]:
         calls.append(size)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return make_sample(rng, size)
 
-    monkeypatch.setattr(synth, "make_sample", failing)
+    monkeypatch.setattr(writers, "make_sample", failing)
     with pytest.raises(KeyboardInterrupt):
         write_detection_dataset(tmp_path / "out", num_images=5, image_size=64, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -264,3 +272,42 @@ def test_cli_subprocess(tmp_path: Path) -> None:
     assert "wrote the synthetic detection dataset (coco, seed 0)" in result.stdout
     assert dataset_exists(out, "coco")
     assert json.loads((out / "annotations" / "instances_val.json").read_text())["images"][0]["id"] == 3
+
+
+# ---------------------------------------------------------------------------------------------- data modules
+
+
+SHAPES_MODULES = {
+    "detection": lambda root: ShapesDetectionDataModule(root, num_images=4, image_size=32),
+    "segmentation": lambda root: ShapesSegmentationDataModule(root, num_images=4, image_size=32, crop_size=32),
+    "classification": lambda root: ShapesClassificationDataModule(root, num_images=4, image_size=32),
+    "attributes": lambda root: ShapesAttributesDataModule(root, num_images=4, image_size=32),
+}
+
+
+@pytest.mark.parametrize("task", list(SHAPES_MODULES))
+def test_shapes_prepare_data_only_writes_files(task: str, tmp_path: Path) -> None:
+    dm = SHAPES_MODULES[task](tmp_path / "shapes")
+    state = dict(vars(dm))
+    dm.prepare_data()
+    assert vars(dm) == state  # Lightning runs prepare_data on one process: no state may be set there
+    info = read_info(tmp_path / "shapes")
+    assert info is not None and (info["task"], info["images"]) == (task, {"train": 3, "val": 1})
+    stamp = (tmp_path / "shapes" / MARKER).stat().st_mtime_ns
+    dm.setup("validate")  # the dataset is there: read, not written again
+    assert (tmp_path / "shapes" / MARKER).stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("task", list(SHAPES_MODULES))
+def test_shapes_setup_writes_nothing_under_several_processes(task: str, tmp_path: Path) -> None:
+    root = tmp_path / "shapes"
+    dm = SHAPES_MODULES[task](root)
+    dm.trainer = SimpleNamespace(world_size=2)  # type: ignore[assignment]
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{root} holds no synthetic {task} dataset")) as error:
+        dm.setup("validate")  # every process would write the dataset at once
+    command = f"mobiletasks data synth --task {task} --format {dm.layout.format} --out {root} --num-images 4"
+    assert "call prepare_data() on one process first" in str(error.value) and command in str(error.value)
+    assert not root.exists()
+    dm.prepare_data()
+    dm.setup("validate")
+    assert len(dm.dataset("val")) == 1

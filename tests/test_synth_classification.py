@@ -15,21 +15,23 @@ from torchvision.datasets import ImageFolder
 
 from mobiletasks.cli import main
 from mobiletasks.data.classification.celeba import read_attributes, read_partition
-from mobiletasks.data.shapes import ShapesAttributesDataModule, ShapesClassificationDataModule
-from mobiletasks.data.synth import MARKER, SHAPE_CLASSES, make_sample, read_info, sample_rng
-from mobiletasks.data.synth_classification import (
+from mobiletasks.data.synthetic import (
     ATTRIBUTE_NAMES,
     CLASSIFICATION_CLASSES,
-    LARGE_SIDE,
-    MANY_SHAPES,
-    SMALL_SIDE,
-    TOP,
+    MARKER,
+    SHAPE_CLASSES,
+    ShapesAttributesDataModule,
+    ShapesClassificationDataModule,
     classification_label,
     classification_sample,
+    make_sample,
+    read_info,
+    sample_rng,
     shape_attributes,
     write_attributes_dataset,
     write_classification_dataset,
 )
+from mobiletasks.data.synthetic.classification import LARGE_SIDE, MANY_SHAPES, SMALL_SIDE, TOP
 
 SIZE, NUM, SEED = 48, 12, 5  # 10 train and 2 val images
 

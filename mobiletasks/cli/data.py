@@ -11,9 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..data.synth import read_info, write_detection_dataset
-from ..data.synth_classification import write_attributes_dataset, write_classification_dataset
-from ..data.synth_segmentation import write_segmentation_dataset
+from ..data.synthetic import (
+    read_info,
+    write_attributes_dataset,
+    write_classification_dataset,
+    write_detection_dataset,
+    write_segmentation_dataset,
+)
 
 # task -> (the formats it writes, the default first; the function that writes them)
 _SYNTH_TASKS: dict[str, tuple[tuple[str, ...], Callable[..., Path]]] = {

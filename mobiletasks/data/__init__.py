@@ -11,8 +11,12 @@ from .classification import (
 from .collate import classification_collate, detection_collate, segmentation_collate
 from .detection import VOC_CLASSES, COCODetection, COCODetectionDataModule, VOCDetection, VOCDetectionDataModule
 from .segmentation import COCOSegmentationDataModule, VOCSegmentationDataModule
-from .segmentation.datamodules import ShapesSegmentationDataModule
-from .shapes import ShapesAttributesDataModule, ShapesClassificationDataModule, ShapesDetectionDataModule
+from .synthetic import (
+    ShapesAttributesDataModule,
+    ShapesClassificationDataModule,
+    ShapesDetectionDataModule,
+    ShapesSegmentationDataModule,
+)
 
 __all__ = [
     "VOC_CLASSES",

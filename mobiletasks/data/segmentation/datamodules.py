@@ -1,4 +1,4 @@
-"""Semantic segmentation data modules: Pascal VOC 2012 (+ SBD), COCO-style mask folders, generated shapes.
+"""Semantic segmentation data modules: Pascal VOC 2012 (+ SBD) and COCO-style mask folders.
 
 Samples follow the contract: ``(image, target)``, image float32 [3, H, W] in [0, 1], target ``mask`` int64
 [H, W] (labels, 255 ignored), ``image_id``, ``file_name``; batches come from
@@ -30,8 +30,6 @@ from mobiletasks.data.segmentation.datasets import (
     identity_lut,
     read_class_map,
 )
-from mobiletasks.data.synth import ensure_dataset
-from mobiletasks.data.synth_segmentation import SEGMENTATION_CLASSES, write_segmentation_dataset
 from mobiletasks.data.transforms import segmentation_train_transform
 
 if TYPE_CHECKING:
@@ -43,7 +41,6 @@ __all__ = [
     "MaskFolder",
     "SegmentationDataModule",
     "SegmentationDataset",
-    "ShapesSegmentationDataModule",
     "VOCSegmentation",
     "VOCSegmentationDataModule",
 ]
@@ -245,56 +242,3 @@ class COCOSegmentationDataModule(SegmentationDataModule):
                     f"or {arg} to the folder relative to it"
                 )
         return MaskFolder(paths[0], paths[1], names, lut, transform=self.split_transform(split))
-
-
-class ShapesSegmentationDataModule(VOCSegmentationDataModule):
-    """Synthetic shapes with exact masks (background + circle, square, triangle, star, cross), VOC layout.
-
-    Generated into ``root`` on first use (:func:`~mobiletasks.data.synth_segmentation.write_segmentation_dataset`)
-    when absent or made with other settings; ``mobiletasks data synth --task segmentation --format voc``
-    writes the same files.
-
-    Args:
-        root: where the dataset lives.
-        num_images: images in all (a fifth of them form the val split).
-        seed: the generator's seed.
-        image_size: side of the generated images (``self.image_size`` is ``crop_size``, as in every
-            segmentation data module; the generated side is ``self.generated_size``).
-        crop_size, scale_range, batch_size, eval_batch_size, num_workers, augment, predict_images:
-            as :class:`VOCSegmentationDataModule`.
-    """
-
-    def __init__(
-        self,
-        root: PathLike = "data/shapes-seg",
-        num_images: int = 400,
-        seed: int = 0,
-        image_size: int = 256,
-        crop_size: int = 256,
-        scale_range: tuple[float, float] = (0.5, 2.0),
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int | None = None,
-        augment: bool = True,
-        predict_images: str | None = None,
-    ) -> None:
-        super().__init__(
-            root,
-            crop_size=crop_size,
-            scale_range=scale_range,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            augment=augment,
-            predict_images=predict_images,
-            classes=SEGMENTATION_CLASSES[1:],
-        )
-        self.num_images, self.seed, self.generated_size = num_images, seed, image_size
-
-    def prepare_data(self) -> None:
-        generated = {"num_images": self.num_images, "image_size": self.generated_size, "seed": self.seed}
-        ensure_dataset(self.root, write_segmentation_dataset, task="segmentation", format="voc", **generated)
-
-    def setup(self, stage: str) -> None:
-        self.prepare_data()  # also when used without a Trainer
-        super().setup(stage)

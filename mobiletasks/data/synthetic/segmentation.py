@@ -1,7 +1,7 @@
 """The synthetic shapes dataset with semantic masks, written as VOC2012 segmentation or COCO.
 
-The images and shapes are those of the detection dataset (:func:`mobiletasks.data.synth.make_sample`, same
-seed, same images): the class mask of image ``index`` puts ``label + 1`` on each shape's exact visible mask
+The images and shapes are those of the detection dataset (:func:`~mobiletasks.data.synthetic.shapes.make_sample`,
+same seed, same images): the class mask of image ``index`` puts ``label + 1`` on each shape's exact visible mask
 and 0 (background) elsewhere, so class ``k`` of ``("background", *SHAPE_CLASSES)`` is pixel value ``k``.
 There is no 255 boundary band: the masks are exact.
 
@@ -21,7 +21,6 @@ Writing is atomic as for detection (a temporary folder renamed into place; the m
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,18 +30,12 @@ import torch
 from PIL import Image
 
 from mobiletasks.data.io import write_index_png
-from mobiletasks.data.synth import (
-    SHAPE_CLASSES,
-    ShapeObject,
-    _COCOWriter,
-    _image_name,
-    _save_jpeg,
-    _Writer,
-    write_dataset,
-)
+from mobiletasks.data.synthetic.shapes import SHAPE_CLASSES, ShapeObject
+from mobiletasks.data.synthetic.writers import COCOWriter, WriterFactory, image_name, save_jpeg, write_dataset
 
 __all__ = [
     "SEGMENTATION_CLASSES",
+    "SegmentationFormat",
     "class_mask",
     "write_segmentation_dataset",
 ]
@@ -55,7 +48,7 @@ def class_mask(objects: list[ShapeObject], size: int) -> np.ndarray:
     """The uint8 [size, size] class mask of a sample: ``label + 1`` on each shape's visible pixels, 0 elsewhere.
 
     Example:
-        >>> from mobiletasks.data.synth import make_sample, sample_rng
+        >>> from mobiletasks.data.synthetic import make_sample, sample_rng
         >>> _, objects = make_sample(sample_rng(0, 0), 64)
         >>> sorted(set(np.unique(class_mask(objects, 64)))) == sorted({0} | {o.label + 1 for o in objects})
         True
@@ -76,8 +69,8 @@ class _VOCSegmentationWriter:
             (self.root / folder).mkdir(parents=True)
 
     def add(self, split: str, index: int, image: np.ndarray, objects: list[ShapeObject]) -> None:
-        image_id = _image_name(index)
-        _save_jpeg(image, self.root / "JPEGImages" / f"{image_id}.jpg")
+        image_id = image_name(index)
+        save_jpeg(image, self.root / "JPEGImages" / f"{image_id}.jpg")
         mask = torch.from_numpy(class_mask(objects, image.shape[0]))
         write_index_png(mask, self.root / "SegmentationClass" / f"{image_id}.png")
         self.ids[split].append(image_id)
@@ -88,7 +81,7 @@ class _VOCSegmentationWriter:
             (self.root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
 
 
-class _COCOSegmentationWriter(_COCOWriter):
+class _COCOSegmentationWriter(COCOWriter):
     """COCO instances with RLE masks, plus a ``semantic/`` folder of index masks; image id = index + 1."""
 
     def __init__(self, root: Path, splits: tuple[str, ...], description: str) -> None:
@@ -99,7 +92,7 @@ class _COCOSegmentationWriter(_COCOWriter):
     def add(self, split: str, index: int, image: np.ndarray, objects: list[ShapeObject]) -> None:
         super().add(split, index, image, objects)
         mask = class_mask(objects, image.shape[0])
-        Image.fromarray(mask).save(self.root / "semantic" / split / f"{_image_name(index)}.png")
+        Image.fromarray(mask).save(self.root / "semantic" / split / f"{image_name(index)}.png")
 
     def segmentation(self, obj: ShapeObject) -> Any:
         rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
@@ -111,10 +104,7 @@ class _COCOSegmentationWriter(_COCOWriter):
         (self.root / "semantic" / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
 
 
-_WRITERS: dict[str, Callable[[Path, tuple[str, ...], str], _Writer]] = {
-    "voc": _VOCSegmentationWriter,
-    "coco": _COCOSegmentationWriter,
-}
+_WRITERS: dict[str, WriterFactory] = {"voc": _VOCSegmentationWriter, "coco": _COCOSegmentationWriter}
 
 
 def write_segmentation_dataset(
@@ -130,8 +120,9 @@ def write_segmentation_dataset(
 ) -> Path:
     """Write the synthetic shapes segmentation dataset to ``out`` (layouts in the module doc).
 
-    Arguments, atomic writing and refusals as :func:`mobiletasks.data.synth.write_detection_dataset`: image
-    ``i`` is ``make_sample(sample_rng(seed, i), image_size)``, its mask :func:`class_mask` of its shapes.
+    Arguments, atomic writing and refusals as
+    :func:`~mobiletasks.data.synthetic.detection.write_detection_dataset`: image ``i`` is
+    ``make_sample(sample_rng(seed, i), image_size)``, its mask :func:`class_mask` of its shapes.
 
     Returns:
         the dataset folder, as an absolute path.

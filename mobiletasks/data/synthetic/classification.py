@@ -3,8 +3,8 @@ shape attributes of the detection images (CelebA layout).
 
 ``classification`` (format ``folder``, torchvision's ``ImageFolder`` layout): ``{train,val}/<class>/<NNNNNN>.jpg``.
 Each image holds one large shape (circle, square, triangle, star or cross; random size, rotation, position
-and color) on the textured background of :mod:`mobiletasks.data.synth`; its class is the outline. The
-classes come in shuffled blocks of five (images 0-4, 5-9, ...), so every class holds a fifth of a split
+and color) on the textured background of :mod:`mobiletasks.data.synthetic.shapes`; its class is the outline.
+The classes come in shuffled blocks of five (images 0-4, 5-9, ...), so every class holds a fifth of a split
 whose images start and end on a block boundary (the defaults: 160 train and 40 val images), within two images
 otherwise.
 ``CLASSIFICATION_CLASSES`` lists them as an ImageFolder reader numbers them: sorted by name.
@@ -17,35 +17,34 @@ right, so horizontal flips keep them true. Positive rates over 500 images of 64 
 46-54%, Many_Shapes 68%, Has_Large_Shape 36%, Has_Small_Shape 61%, Shape_In_Top_Quarter 48%.
 
 Writing is atomic, seeded and refuses foreign folders, as for detection
-(:func:`mobiletasks.data.synth.write_detection_dataset`; the marker names the task).
+(:func:`~mobiletasks.data.synthetic.detection.write_detection_dataset`; the marker names the task).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from mobiletasks.data.synth import (
+from mobiletasks.data.synthetic.shapes import (
     SHAPE_CLASSES,
     ShapeObject,
-    _background,
-    _finish,
-    _image_name,
-    _mask_box,
-    _paint,
-    _save_jpeg,
-    _shape_mask,
-    _Writer,
+    finish_image,
+    mask_box,
+    paint_shape,
+    random_background,
     sample_rng,
-    write_dataset,
+    shape_mask,
 )
+from mobiletasks.data.synthetic.writers import WriterFactory, image_name, save_jpeg, write_dataset
 
 __all__ = [
     "ATTRIBUTE_NAMES",
     "CLASSIFICATION_CLASSES",
+    "AttributesFormat",
+    "ClassificationFormat",
     "classification_label",
     "classification_sample",
     "shape_attributes",
@@ -99,15 +98,14 @@ def classification_sample(rng: np.random.Generator, size: int, label: int) -> tu
         ``(image, [shape])``: RGB uint8 ``[size, size, 3]`` and the shape (its mask and box).
 
     Example:
-        >>> from mobiletasks.data.synth import sample_rng
         >>> image, (shape,) = classification_sample(sample_rng(0, 0), 64, 3)
         >>> image.shape, shape.name
         ((64, 64, 3), 'star')
     """
-    image = _background(rng, size)
-    mask = _shape_mask(rng, label, size, CLASSIFICATION_EXTENT)
-    _paint(rng, image, mask, [])
-    return _finish(rng, image), [ShapeObject(label, _mask_box(mask), mask)]
+    image = random_background(rng, size)
+    mask = shape_mask(rng, label, size, CLASSIFICATION_EXTENT)
+    paint_shape(rng, image, mask, [])
+    return finish_image(rng, image), [ShapeObject(label, mask_box(mask), mask)]
 
 
 class _ImageFolderWriter:
@@ -123,7 +121,7 @@ class _ImageFolderWriter:
         (shape,) = objects
         folder = self.root / split / shape.name
         folder.mkdir(exist_ok=True)
-        _save_jpeg(image, folder / f"{_image_name(index)}.jpg")
+        save_jpeg(image, folder / f"{image_name(index)}.jpg")
 
     def close(self) -> None:
         pass
@@ -144,7 +142,7 @@ def write_classification_dataset(
 
     Image ``i`` is ``classification_sample(sample_rng(seed, i), image_size, classification_label(seed, i))``;
     the val split is the last ``num_val`` images. Arguments, atomic writing and refusals as
-    :func:`mobiletasks.data.synth.write_detection_dataset`.
+    :func:`~mobiletasks.data.synthetic.detection.write_detection_dataset`.
 
     Returns:
         the dataset folder, as an absolute path.
@@ -183,7 +181,7 @@ def shape_attributes(objects: Sequence[ShapeObject], size: int) -> np.ndarray:
     Boxes are the visible extents, so a shape half covered by another counts by what is seen of it.
 
     Example:
-        >>> from mobiletasks.data.synth import make_sample, sample_rng
+        >>> from mobiletasks.data.synthetic import make_sample
         >>> _, objects = make_sample(sample_rng(0, 0), 64)
         >>> attributes = shape_attributes(objects, 64)
         >>> attributes[:5].tolist() == [any(o.name == n for o in objects) for n in SHAPE_CLASSES]
@@ -216,8 +214,8 @@ class _CelebAWriter:
         (root / "img_align_celeba").mkdir()
 
     def add(self, split: str, index: int, image: np.ndarray, objects: list[ShapeObject]) -> None:
-        file_name = f"{_image_name(index)}.jpg"
-        _save_jpeg(image, self.root / "img_align_celeba" / file_name)
+        file_name = f"{image_name(index)}.jpg"
+        save_jpeg(image, self.root / "img_align_celeba" / file_name)
         values = np.where(shape_attributes(objects, image.shape[0]), 1, -1)
         # "000001.jpg -1  1  1 -1": each value right-aligned in two characters, after a space
         self.attributes.append(file_name + "".join(f" {v:2d}" for v in values) + "\n")
@@ -229,7 +227,7 @@ class _CelebAWriter:
         (self.root / "list_eval_partition.txt").write_text("".join(self.partition))
 
 
-_ATTRIBUTE_WRITERS: dict[str, Callable[[Path, tuple[str, ...], str], _Writer]] = {"celeba": _CelebAWriter}
+_ATTRIBUTE_WRITERS: dict[str, WriterFactory] = {"celeba": _CelebAWriter}
 
 
 def write_attributes_dataset(
@@ -248,7 +246,7 @@ def write_attributes_dataset(
     Image ``i`` is ``make_sample(sample_rng(seed, i), image_size)`` (the detection image of the same seed),
     its attributes :func:`shape_attributes` of its shapes; the val split (partition 1) is the last
     ``num_val`` images. Arguments, atomic writing and refusals as
-    :func:`mobiletasks.data.synth.write_detection_dataset`.
+    :func:`~mobiletasks.data.synthetic.detection.write_detection_dataset`.
 
     Returns:
         the dataset folder, as an absolute path.
