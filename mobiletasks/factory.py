@@ -7,27 +7,38 @@ from typing import Any
 import torch
 from torch import nn
 
+from .backbones.base import Backbone
 from .common import PathLike
 from .registry import BACKBONES, MODELS
 from .weights import load_pretrained
 
 
-def create_backbone(name: str, *, pretrained: bool | PathLike | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered backbone: a module whose ``forward`` returns an ordered dict of feature maps
-    described by its ``feature_info``.
+def create_backbone(name: str, *, pretrained: bool | PathLike | None = None, **kwargs: Any) -> Backbone:
+    """Build a registered backbone: an ``nn.Module`` meeting the :class:`~mobiletasks.backbones.base.Backbone`
+    contract, whose ``forward`` returns an ordered dict of feature maps described by its ``feature_info``.
 
     Args:
         name: a name from ``list_backbones()``, ``"torchvision/<classifier>"``, ``"timm/<model>"`` or the
             import path of a backbone class.
         pretrained: a weights file, or True for the matching file in the torch hub cache. Never downloads.
-        **kwargs: the backbone's own arguments (``width_mult``, ``output_stride``, ``out_features``, ...).
+        **kwargs: the backbone's own arguments (``width_mult``, ``output_stride``, ``out_features``, ...);
+            ``out_features`` takes tap names or a selector of them (``mobiletasks.backbones.base.OutFeatures``).
+
+    Raises:
+        ValueError: an unknown name, bad arguments, a module that describes no feature maps (no or an empty
+            ``feature_info``), or a weights file that does not fit.
+        FileNotFoundError: a weights file that does not exist.
 
     Example:
         >>> net = create_backbone("mobilenet_v2", output_stride=16, out_features=["layer18"])
         >>> net.feature_info[0].channels, net.feature_info[0].reduction
         (320, 16)
     """
-    return load_pretrained(BACKBONES.build(name, **kwargs), pretrained, name)
+    net = BACKBONES.build(name, **kwargs)
+    if not isinstance(net, Backbone) or not net.feature_info:
+        raise ValueError(f"backbone {name!r} describes no feature maps (feature_info); pick a registered backbone")
+    load_pretrained(net, pretrained, name)
+    return net
 
 
 def create_model(

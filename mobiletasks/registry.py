@@ -14,6 +14,9 @@ F = TypeVar("F", bound=Callable[..., nn.Module])
 class Registry:
     """A decorator registry that rejects duplicate names.
 
+    A name may be registered again only by a new definition of the same builder: another object with the same
+    module and qualified name, as re-running a notebook cell or reloading a module makes; it replaces the old one.
+
     Besides plain names it resolves *namespaces*: ``"timm/xception41"`` is handed to the builder registered
     for ``"timm"`` with ``"xception41"`` as its first argument.
     """
@@ -24,12 +27,29 @@ class Registry:
         self._namespaces: dict[str, Callable[..., nn.Module]] = {}
 
     def register(self, name: str | None = None) -> Callable[[F], F]:
-        """Decorator: ``@register_backbone("my_net")`` above a class or builder function."""
+        """Decorator: ``@register_backbone("my_net")`` above a class or builder function.
+
+        Args:
+            name: the registered name (default: the function's or class's ``__name__``).
+
+        Raises:
+            ValueError: the name is taken by another builder (one of another module or qualified name, or the same
+                object registered twice); a new definition of the same builder replaces the old one.
+
+        Example:
+            >>> widgets = Registry("widget")
+            >>> for _ in range(2):  # a notebook cell run twice: a new class each time, the same name
+            ...     @widgets.register("tiny")
+            ...     class Tiny(nn.Identity): ...
+            >>> type(widgets.build("tiny")) is Tiny
+            True
+        """
 
         def wrap(fn: F) -> F:
             key = name or fn.__name__
-            if key in self._builders:
-                owner = getattr(self._builders[key], "__module__", "?")
+            old = self._builders.get(key)
+            if old is not None and not _redefines(fn, old):
+                owner = getattr(old, "__module__", "?")
                 raise ValueError(f"{self.kind} {key!r} is already registered (by {owner}); pick another name")
             self._builders[key] = fn
             return fn
@@ -61,6 +81,16 @@ class Registry:
             + (f"; or {namespaces}" if namespaces else "")
             + "; or an import path such as 'my_package.module.MyClass'"
         )
+
+
+def _redefines(new: Callable[..., Any], old: Callable[..., Any]) -> bool:
+    """Whether ``new`` is a new definition of ``old``: another object of the same module and qualified name."""
+    origin = (getattr(new, "__module__", None), getattr(new, "__qualname__", None))
+    return (
+        new is not old
+        and None not in origin
+        and origin == (getattr(old, "__module__", None), getattr(old, "__qualname__", None))
+    )
 
 
 def _import(path: str) -> Callable[..., nn.Module]:

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+from .compat import NormBase
+
+_NORMS = (NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass(frozen=True)

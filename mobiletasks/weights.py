@@ -1,8 +1,9 @@
 """Pretrained weights from a local file or the torch hub cache; nothing is ever downloaded.
 
-Files are read with ``torch.load(..., weights_only=True)`` (or safetensors). A model class may define
-``convert_state_dict(state_dict)`` to accept other layouts (MobileNetV1 takes timm's keys) and
-``hub_files``, glob patterns of the files ``pretrained=True`` looks for in ``torch.hub.get_dir()``.
+Files are read with ``torch.load(..., weights_only=True)`` (or safetensors). What a model states about its weights
+is the model contract of :mod:`mobiletasks.contracts`: ``convert_state_dict`` to accept other layouts (MobileNetV1
+takes timm's keys), ``hub_files``, glob patterns of the files ``pretrained=True`` looks for in
+``torch.hub.get_dir()``, ``class_head_prefix`` and ``features_only``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mobiletasks.common import PathLike
+from mobiletasks.contracts import ConvertsStateDict, HasClassHead, HasFeaturesOnly, HasHubFiles
 
 _CONTAINERS = ("state_dict", "model", "module", "state_dict_ema")
 _SHOW = 8  # keys named in an error
@@ -66,37 +68,41 @@ def load_pretrained(model: nn.Module, pretrained: bool | PathLike | None, name: 
 
     A file may lack BatchNorm's ``num_batches_tracked`` buffers, as PyTorch's strict loading allows. A model
     whose number of classes differs from the file's keeps its fresh class head (with a warning), as
-    fine-tuning wants: ``classifier.`` for classifiers, the model's ``class_head_prefix`` otherwise.
-    Feature extractors ignore the keys of layers they do not build. Anything else that does not fit raises
-    ``ValueError`` naming the file and the keys.
+    fine-tuning wants: ``classifier.`` for classifiers, the model's ``class_head_prefix`` otherwise
+    (:class:`~mobiletasks.contracts.HasClassHead`). Feature extractors (``features_only``) ignore the keys of layers
+    they do not build.
+
+    Raises:
+        ValueError: ``pretrained=True`` for a model without ``hub_files``, an unreadable file, or a file that does not
+            fit (naming the file and the keys).
+        FileNotFoundError: no such file, or no file matching ``hub_files`` in the hub cache.
     """
     if pretrained is None or pretrained is False:
         return model
     if pretrained is True:
-        patterns: tuple[str, ...] = getattr(model, "hub_files", ())
+        patterns = model.hub_files if isinstance(model, HasHubFiles) else ()
         if not patterns:
             raise ValueError(f"{name or type(model).__name__} has no known hub weights; pass a file path")
         path = find_hub_file(patterns, name or type(model).__name__)
     else:
         path = Path(pretrained)
     state = read_state_dict(path)
-    convert = getattr(model, "convert_state_dict", None)
-    if convert is not None:
-        state = convert(state)
+    if isinstance(model, ConvertsStateDict):
+        state = model.convert_state_dict(state)
     own = model.state_dict()
     state = _strip_prefix(state, own)
     missing = [k for k in own if k not in state and not optional_key(k)]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     # the layers whose shape follows num_classes: "classifier." unless the model names its own
-    head: str = getattr(model, "class_head_prefix", "classifier.")
+    head = model.class_head_prefix if isinstance(model, HasClassHead) else "classifier."
     fresh = [k for k in missing + wrong if k.startswith(head)]
     if fresh and not [k for k in missing if not k.startswith(head)]:
         warnings.warn(f"{path}: class head weights not loaded ({_keys(fresh)}): shapes differ", stacklevel=2)
         missing = [k for k in missing if k not in fresh]
         wrong = [k for k in wrong if k not in fresh]
         unexpected = [k for k in unexpected if not k.startswith(head)]
-    if getattr(model, "features_only", False):
+    if isinstance(model, HasFeaturesOnly) and model.features_only:
         unexpected = []
     problems = []
     if missing:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from mobiletasks import create_backbone, create_model
-from mobiletasks.backbones import MobileNetV1, MobileNetV2, dilate_
+from mobiletasks.backbones import Backbone, FeatureInfo, MobileNetV1, MobileNetV2, dilate_
 
 
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
@@ -72,6 +72,36 @@ def test_named_taps_of_the_papers() -> None:
     v1 = create_backbone("mobilenet_v1", out_features=["conv11", "conv13"])
     assert [(f.channels, f.reduction) for f in v1.feature_info] == [(512, 16), (1024, 32)]
     assert [f.name for f in create_backbone("mobilenet_v1", out_features="conv13").feature_info] == ["conv13"]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "torchvision/resnet18"])
+def test_a_tap_selector_picks_what_names_pick(name: str) -> None:
+    """out_features may be a callable: it gets every tap and returns the names to keep."""
+    seen: list[list[FeatureInfo]] = []
+
+    def deepest_two(info: list[FeatureInfo]) -> list[str]:
+        seen.append(info)
+        return [f.name for f in info[-2:]]
+
+    selected = create_backbone(name, out_features=deepest_two)
+    everything = create_backbone(name).feature_info
+    assert len(seen) == 1 and seen[0] == list(everything)  # the selector saw all taps, once
+    named = create_backbone(name, out_features=[f.name for f in everything[-2:]])
+    assert selected.feature_info == named.feature_info == list(everything[-2:])
+    assert list(selected(torch.zeros(1, 3, 64, 64))) == [f.name for f in everything[-2:]]
+    with pytest.raises(ValueError, match=r"out_features \['nothing'\]: unknown or empty"):
+        create_backbone(name, out_features=lambda info: ["nothing"])
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_registered_backbones_meet_the_backbone_protocol(name: str) -> None:
+    net = create_backbone(name)
+    assert isinstance(net, Backbone) and isinstance(net, nn.Module) and net.feature_info
+
+
+def test_a_module_without_feature_info_is_no_backbone() -> None:
+    with pytest.raises(ValueError, match=r"backbone 'torch\.nn\.Identity' describes no feature maps"):
+        create_backbone("torch.nn.Identity")
 
 
 def test_unneeded_layers_are_not_built() -> None:

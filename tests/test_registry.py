@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import types
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -95,3 +97,61 @@ def test_any_torchvision_classifier_through_the_namespace() -> None:
 
 def test_models_are_listed() -> None:
     assert {"mobilenet_v1", "mobilenet_v2"} <= set(list_models())
+
+
+def test_a_new_definition_of_the_same_builder_replaces_it() -> None:
+    """Re-running a notebook cell defines the builder again (a new object, same module and name): no error."""
+    registry = Registry("widget")
+
+    def cell(width: int) -> Callable[..., nn.Module]:
+        @registry.register("widget")
+        def widget() -> nn.Module:
+            return nn.Linear(width, width)
+
+        return widget
+
+    first, second = cell(2), cell(3)
+    assert first is not second and (first.__module__, first.__qualname__) == (second.__module__, second.__qualname__)
+    assert registry.names() == ["widget"]
+    built = registry.build("widget")
+    assert isinstance(built, nn.Linear) and built.in_features == 3  # the new definition
+
+
+def test_another_builder_under_a_taken_name_is_rejected() -> None:
+    registry = Registry("widget")
+
+    @registry.register("widget")
+    def widget() -> nn.Module:
+        return nn.Identity()
+
+    def other() -> nn.Module:
+        return nn.Identity()
+
+    with pytest.raises(ValueError, match=r"widget 'widget' is already registered \(by test_registry\)"):
+        registry.register("widget")(other)
+    # the same qualified name in another module is another builder
+    imposter = types.FunctionType(widget.__code__, {}, "widget")
+    imposter.__qualname__, imposter.__module__ = widget.__qualname__, "somewhere_else"
+    with pytest.raises(ValueError, match="'widget' is already registered"):
+        registry.register("widget")(imposter)
+    assert registry.build("widget").__class__ is nn.Identity and registry._builders["widget"] is widget
+
+
+# the registered models whose builders call create_backbone (mobilenet_v1 and mobilenet_v2 are the backbone classes)
+BACKBONE_MODELS = [name for name in list_models() if name not in ("mobilenet_v1", "mobilenet_v2")]
+
+
+@pytest.mark.parametrize("name", BACKBONE_MODELS)
+def test_models_build_their_backbone_once(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model builder builds its backbone once: it selects its taps with out_features, not with a probe backbone."""
+    calls: list[str] = []
+    for backbone in ("mobilenet_v1", "mobilenet_v2"):
+        builder = BACKBONES._builders[backbone]
+
+        def counted(*, _builder: Callable[..., nn.Module] = builder, _name: str = backbone, **kwargs: Any) -> nn.Module:
+            calls.append(_name)
+            return _builder(**kwargs)
+
+        monkeypatch.setitem(BACKBONES._builders, backbone, counted)
+    create_model(name, num_classes=3)
+    assert len(calls) == 1, f"create_model({name!r}) built its backbone {len(calls)} times: {calls}"

@@ -13,6 +13,7 @@ from conftest import HAS_TIMM, calibrate, randomize
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from mobiletasks import create_backbone, create_model
+from mobiletasks.contracts import ConvertsStateDict, HasClassHead, HasFeaturesOnly, HasHubFiles, HasInputSize
 from mobiletasks.preprocessing import Normalize
 
 # our classifiers take [0, 1] images and normalize inside; torchvision's and timm's networks take normalized ones
@@ -195,3 +196,25 @@ def test_prefixed_checkpoint_of_a_larger_model(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x)["conv13"], ref(x)["conv13"], rtol=0, atol=0)
+
+
+def test_models_state_the_model_contract() -> None:
+    """What load_pretrained, summary and export read (mobiletasks.contracts), as each kind of model states it."""
+    kinds = (HasHubFiles, ConvertsStateDict, HasClassHead, HasFeaturesOnly, HasInputSize)
+
+    def stated(model: object) -> list[str]:
+        return [kind.__name__ for kind in kinds if isinstance(model, kind)]
+
+    v1, v2 = create_model("mobilenet_v1", width_mult=0.25), create_model("mobilenet_v2", width_mult=0.25)
+    assert stated(v1) == ["HasHubFiles", "ConvertsStateDict", "HasFeaturesOnly"] and not v1.features_only
+    assert stated(v2) == ["HasHubFiles", "HasFeaturesOnly"] and v2.hub_files == ("mobilenet_v2-*.pth",)
+    backbone = create_backbone("mobilenet_v2", width_mult=0.25)
+    assert stated(backbone) == ["HasHubFiles", "HasFeaturesOnly"] and backbone.features_only
+    tv = create_backbone("torchvision/resnet18")
+    assert stated(tv) == ["HasHubFiles", "ConvertsStateDict", "HasFeaturesOnly"]
+    classifier = create_model("classifier", num_classes=3, backbone_kwargs={"width_mult": 0.25})
+    assert stated(classifier) == ["HasClassHead"] and classifier.class_head_prefix == "head.fc."
+    ssd = create_model("ssdlite_mobilenet_v1", num_classes=3, width_mult=0.25, size=96)
+    assert stated(ssd) == ["HasClassHead", "HasInputSize"] and ssd.default_input_size == 96
+    deeplab = create_model("deeplabv3_mobilenet_v2", num_classes=3, width_mult=0.25, aspp=False)
+    assert stated(deeplab) == ["HasClassHead", "HasInputSize"] and deeplab.class_head_prefix == "head.classifier."

@@ -2,15 +2,17 @@
 
 from . import adapters
 from .adapters import TimmBackbone, TorchvisionBackbone, dilate_
-from .base import FeatureBackbone, FeatureInfo
+from .base import Backbone, FeatureBackbone, FeatureInfo, OutFeatures
 from .mobilenet_v1 import MobileNetV1
 from .mobilenet_v2 import MobileNetV2
 
 __all__ = [
+    "Backbone",
     "FeatureBackbone",
     "FeatureInfo",
     "MobileNetV1",
     "MobileNetV2",
+    "OutFeatures",
     "TimmBackbone",
     "TorchvisionBackbone",
     "adapters",

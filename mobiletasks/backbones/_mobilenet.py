@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchvision.models._utils import _make_divisible
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ..common import IMAGENET_MEAN, IMAGENET_STD, RGB
+from ..compat import make_divisible
 from ..preprocessing import Normalize
-from .base import FeatureBackbone, FeatureInfo, check_output_stride, check_width, select_features
+from .base import FeatureBackbone, FeatureInfo, OutFeatures, check_output_stride, check_width, select_features
 
 
 class DilationPlan:
@@ -41,7 +41,9 @@ class DilationPlan:
 
 
 @dataclass(frozen=True)
-class _Tap:
+class Tap:
+    """Where a tap of ``feature_info`` is read in ``features``."""
+
     info: FeatureInfo
     index: int  # position in ``features``
     expansion: bool = False  # read inside the block, after its 1x1 expansion
@@ -61,7 +63,9 @@ class MobileNetBase(FeatureBackbone):
         dropout: dropout before the classifier (default: the subclass's ``default_dropout``).
         output_stride: 8, 16 or 32; strides beyond it become dilation.
         features_only: return an ordered dict of feature maps instead of logits.
-        out_features: tap names to return (default: all of ``feature_info``); later layers are not built.
+        out_features: tap names to return (default: all of ``feature_info``), or a selector: a callable taking the
+            list of all taps and returning their names (:func:`~mobiletasks.backbones.base.select_features`);
+            later layers are not built.
         frozen_stages: freeze the first N of the 5 stages (a stage ends where the stride doubles).
         freeze_bn: keep every BatchNorm's running statistics fixed in training.
         image_mean, image_std: the classifier's input normalization, per RGB channel (default: the subclass's
@@ -84,7 +88,7 @@ class MobileNetBase(FeatureBackbone):
         dropout: float | None = None,
         output_stride: int = 32,
         features_only: bool = False,
-        out_features: Sequence[str] | None = None,
+        out_features: OutFeatures = None,
         frozen_stages: int = 0,
         freeze_bn: bool = False,
         image_mean: Sequence[float] | None = None,
@@ -130,7 +134,7 @@ class MobileNetBase(FeatureBackbone):
         _init_weights(self)
         self.freeze(frozen_stages, freeze_bn)
 
-    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
+    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[Tap], list[int]]:
         """The layers of ``features``, the taps among them, and the index where each stage starts."""
         raise NotImplementedError
 
@@ -177,7 +181,7 @@ class MobileNetBase(FeatureBackbone):
 def stem(plan: DilationPlan, width_mult: float) -> Conv2dNormActivation:
     """The 3x3 stride-2 conv with 32 channels (before thinning) that both papers start with."""
     stride, _ = plan(2)
-    return Conv2dNormActivation(3, _make_divisible(32 * width_mult, 8), stride=stride, activation_layer=nn.ReLU6)
+    return Conv2dNormActivation(3, make_divisible(32 * width_mult, 8), stride=stride, activation_layer=nn.ReLU6)
 
 
 def _init_weights(model: nn.Module) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -24,7 +23,7 @@ from torchvision import models as tv_models
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from ..registry import BACKBONES
-from .base import FeatureBackbone, FeatureInfo, check_output_stride, select_features
+from .base import FeatureBackbone, FeatureInfo, OutFeatures, check_output_stride, select_features
 
 # The torchvision backbones we test and list; any other torchvision classifier works too.
 TORCHVISION_BACKBONES = (
@@ -86,13 +85,16 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
 
 
 class TorchvisionBackbone(FeatureBackbone):
-    """A torchvision classifier's body as a feature extractor (weights: see ``pretrained``)."""
+    """A torchvision classifier's body as a feature extractor (weights: see ``pretrained``).
+
+    ``out_features``: tap names or a selector of them, as :func:`~mobiletasks.backbones.base.select_features`.
+    """
 
     def __init__(
         self,
         name: str,
         output_stride: int = 32,
-        out_features: Sequence[str] | None = None,
+        out_features: OutFeatures = None,
         frozen_stages: int = 0,
         freeze_bn: bool = False,
     ) -> None:
@@ -177,13 +179,16 @@ def _group_by_tap(body: nn.Module) -> list[nn.Module]:
 
 
 class TimmBackbone(FeatureBackbone):
-    """Any timm model that supports ``features_only``; ``output_stride`` as timm implements it."""
+    """Any timm model that supports ``features_only``; ``output_stride`` as timm implements it.
+
+    ``out_features``: tap names or a selector of them, as :func:`~mobiletasks.backbones.base.select_features`.
+    """
 
     def __init__(
         self,
         name: str,
         output_stride: int = 32,
-        out_features: Sequence[str] | None = None,
+        out_features: OutFeatures = None,
         frozen_stages: int = 0,
         freeze_bn: bool = False,
     ) -> None:

@@ -8,13 +8,14 @@ The activation is ReLU6, as in the TF-slim and timm reference implementations.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from torch import Tensor, nn
-from torchvision.models._utils import _make_divisible
 from torchvision.ops.misc import Conv2dNormActivation
 
+from ..compat import make_divisible
 from ..registry import register_backbone
-from ._mobilenet import DilationPlan, MobileNetBase, _Tap, stem
+from ._mobilenet import DilationPlan, MobileNetBase, Tap, stem
 from .base import FeatureInfo
 
 # V1 paper, Table 1: the 13 depthwise-separable layers after the 32-channel stem conv (stride 2)
@@ -66,11 +67,11 @@ class MobileNetV1(MobileNetBase):
     default_image_mean = (0.5, 0.5, 0.5)
     default_image_std = (0.5, 0.5, 0.5)
 
-    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
+    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[Tap], list[int]]:
         first = stem(plan, self.width_mult)
         features: list[nn.Module] = [first]
         inp: int = first.out_channels
-        taps: list[_Tap] = []
+        taps: list[Tap] = []
         stage_starts = [0]
         for c, s in V1_SETTING:
             reduction_in = plan.reduction
@@ -78,7 +79,7 @@ class MobileNetV1(MobileNetBase):
             if s == 2:  # a new stage: tap the last layer before it
                 stage_starts.append(len(features))
                 taps.append(_tap(len(features) - 1, inp, reduction_in))
-            oup = _make_divisible(c * self.width_mult, 8)
+            oup = make_divisible(c * self.width_mult, 8)
             features.append(DepthwiseSeparable(inp, oup, stride, dilation))
             inp = oup
         taps.append(_tap(len(features) - 1, inp, plan.reduction))
@@ -110,11 +111,11 @@ _TIMM_STEM = {"conv_stem": "0", "bn1": "1"}
 _TIMM_BLOCK = {"conv_dw": "0.0", "bn1": "0.1", "conv_pw": "1.0", "bn2": "1.1"}
 
 
-def _tap(index: int, channels: int, reduction: int) -> _Tap:
-    return _Tap(FeatureInfo(f"conv{index}", channels, reduction, f"features.{index}"), index)
+def _tap(index: int, channels: int, reduction: int) -> Tap:
+    return Tap(FeatureInfo(f"conv{index}", channels, reduction, f"features.{index}"), index)
 
 
 @register_backbone("mobilenet_v1")
-def mobilenet_v1_backbone(**kwargs: object) -> MobileNetV1:
+def mobilenet_v1_backbone(**kwargs: Any) -> MobileNetV1:
     """MobileNetV1 feature extractor; keyword arguments as :class:`MobileNetV1`."""
-    return MobileNetV1(features_only=True, **kwargs)  # type: ignore[arg-type]
+    return MobileNetV1(features_only=True, **kwargs)

@@ -7,12 +7,14 @@ Taps follow the TF-slim layer numbering the SSDLite configs use: ``layer1`` is t
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
-from torchvision.models._utils import _make_divisible
 from torchvision.ops.misc import Conv2dNormActivation
 
+from ..compat import make_divisible
 from ..registry import register_backbone
-from ._mobilenet import DilationPlan, MobileNetBase, _Tap, stem
+from ._mobilenet import DilationPlan, MobileNetBase, Tap, stem
 from .base import FeatureInfo
 
 # V2 paper, Table 2: expansion t, output channels c, repeats n, first stride s
@@ -73,14 +75,14 @@ class MobileNetV2(MobileNetBase):
     hub_files = ("mobilenet_v2-*.pth",)  # torchvision's ImageNet weights
     default_dropout = 0.2
 
-    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[_Tap], list[int]]:
+    def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[Tap], list[int]]:
         first = stem(plan, self.width_mult)
         features: list[nn.Module] = [first]
         inp: int = first.out_channels
-        taps: list[_Tap] = []
+        taps: list[Tap] = []
         stage_starts = [0]
         for t, c, n, s in V2_SETTING:
-            oup = _make_divisible(c * self.width_mult, 8)
+            oup = make_divisible(c * self.width_mult, 8)
             for i in range(n):
                 nominal = s if i == 0 else 1
                 reduction_in = plan.reduction
@@ -95,18 +97,18 @@ class MobileNetV2(MobileNetBase):
                 inp = oup
         last = len(features) - 1
         taps.append(_tap(f"layer{last + 1}", inp, plan.reduction, last))
-        head = _make_divisible(1280 * max(1.0, self.width_mult), 8)
+        head = make_divisible(1280 * max(1.0, self.width_mult), 8)
         features.append(Conv2dNormActivation(inp, head, kernel_size=1, activation_layer=nn.ReLU6))
         taps.append(_tap(f"layer{last + 2}", head, plan.reduction, last + 1))
         return features, taps, stage_starts
 
 
-def _tap(name: str, channels: int, reduction: int, index: int, expansion: bool = False) -> _Tap:
+def _tap(name: str, channels: int, reduction: int, index: int, expansion: bool = False) -> Tap:
     module = f"features.{index}.conv.0" if expansion else f"features.{index}"
-    return _Tap(FeatureInfo(name, channels, reduction, module), index, expansion)
+    return Tap(FeatureInfo(name, channels, reduction, module), index, expansion)
 
 
 @register_backbone("mobilenet_v2")
-def mobilenet_v2_backbone(**kwargs: object) -> MobileNetV2:
+def mobilenet_v2_backbone(**kwargs: Any) -> MobileNetV2:
     """MobileNetV2 feature extractor; keyword arguments as :class:`MobileNetV2`."""
-    return MobileNetV2(features_only=True, **kwargs)  # type: ignore[arg-type]
+    return MobileNetV2(features_only=True, **kwargs)

@@ -175,7 +175,11 @@ def load_model(path: Path) -> tuple[L.LightningModule, Kind, dict[str, Any]]:
             f"checkpoint {path} is of task {kind!r}; infer predicts with {', '.join(KINDS)} tasks (mobiletasks.tasks)"
         )
     if "image_size" not in record and kind in ("classification", "attributes"):
-        size = task.hparams.get("image_size") or getattr(getattr(task, "model", None), "default_input_size", None)
+        from ..contracts import HasInputSize
+
+        model = getattr(task, "model", None)
+        default = model.default_input_size if isinstance(model, HasInputSize) else None
+        size = task.hparams.get("image_size") or default
         if size:
             record["image_size"] = size
     return task, kind, record

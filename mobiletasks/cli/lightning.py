@@ -24,6 +24,7 @@ from lightning.pytorch.plugins import CheckpointIO
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info
 
+from ..compat import CLI_INSTANTIATE_TRAINER, CLI_PARSE_CKPT_PATH, configured_checkpoint_io, overrides_private
 from ..tasks.checkpoint import AtomicCheckpointIO, MonitoredTask, TaskCheckpoint, check_checkpoint, checkpoint_model
 from ..weights import optional_key
 
@@ -57,12 +58,13 @@ def atomic_plugins(config: dict[str, Any]) -> Any:
     plugins = config.get("plugins")
     strategy = config.get("strategy")
     # Lightning's own check of a configured strategy object (lightning 2.6, trainer/connectors/accelerator_connector)
-    strategy_io = isinstance(strategy, Strategy) and strategy._checkpoint_io is not None
+    strategy_io = isinstance(strategy, Strategy) and configured_checkpoint_io(strategy) is not None
     if strategy_io or any(isinstance(p, CheckpointIO) for p in as_list(plugins)) or XLAAccelerator.is_available():
         return plugins
     return [*as_list(plugins), AtomicCheckpointIO()]
 
 
+@overrides_private(CLI_PARSE_CKPT_PATH, CLI_INSTANTIATE_TRAINER)  # LightningCLI's private hooks: mobiletasks.compat
 class MobileTasksCLI(LightningCLI):
     """LightningCLI where ``--ckpt_path`` fills in the task's settings *under* what the user states.
 
@@ -92,6 +94,7 @@ class MobileTasksCLI(LightningCLI):
             super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
+        # LightningCLI's private hook (compat.CLI_PARSE_CKPT_PATH): the checkpoint's settings under the user's
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path is None or str(path) in _SPECIAL_CHECKPOINTS:
@@ -143,8 +146,8 @@ class MobileTasksCLI(LightningCLI):
         )
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> L.Trainer:
-        # LightningCLI's hook (lightning 2.6) with the trainer's settings and the callbacks of the CLI's own
-        # arguments; self.model is built before it (LightningCLI.instantiate_classes)
+        # LightningCLI's private hook (compat.CLI_INSTANTIATE_TRAINER) with the trainer's settings and the callbacks
+        # of the CLI's own arguments; self.model is built before it (LightningCLI.instantiate_classes)
         defaults = as_list(self.trainer_defaults.get("callbacks"))
         callbacks = [*callbacks, *default_checkpoint(self.model, config, [*callbacks, *defaults])]
         config["plugins"] = atomic_plugins(config)  # trainer_defaults' plugins are among config's already

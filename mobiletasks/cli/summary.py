@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from ..contracts import HasInputSize
 from ..factory import create_model
 from ..registry import list_backbones, list_models
 from ..summary import model_summary, resized_to
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
         model = create_model(args.name, **kwargs)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    size = args.input_size or getattr(model, "default_input_size", 224)
+    size = args.input_size or (model.default_input_size if isinstance(model, HasInputSize) else 224)
     if resized_to(model) not in (None, (size, size)) and "size" not in kwargs:
         kwargs["size"] = size  # a detector resizes to its own size: build it for the size asked
         model = create_model(args.name, **kwargs)

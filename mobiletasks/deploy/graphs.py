@@ -145,8 +145,8 @@ def inference_graph(model: nn.Module, task: Task | None = None) -> tuple[nn.Modu
         raise ValueError(
             f"task {task!r} does not fit a {type(model).__name__}: detection needs an SSDDetector (ssdlite_..., ssd...)"
         )
-    if task == "detection":
-        return DetectionGraph(model), task  # type: ignore[arg-type]
+    if isinstance(model, SSDDetector):  # task is "detection"
+        return DetectionGraph(model), task
     if task == "segmentation":
         return SegmentationGraph(model), task
     return ClassificationGraph(model), task

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
+from ..contracts import HasInputSize
 from ..preprocessing import NormalizesInput
 from .graphs import OUTPUTS, Task, inference_graph
 from .nms import ONNX_TRANSLATIONS
@@ -136,7 +137,7 @@ def export_onnx(
     was_training = model.training
     graph, task = inference_graph(model.eval(), task)
     try:
-        size = input_size or getattr(model, "default_input_size", None) or 224
+        size = input_size or (model.default_input_size if isinstance(model, HasInputSize) else None) or 224
         height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         info = DeployInfo(
             task,

@@ -17,7 +17,7 @@ from torchvision.models.detection.ssd import SSDScoringHead
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ..backbones.base import FeatureInfo
+from ..backbones.base import Backbone, FeatureInfo
 
 __all__ = ["SSDFeatureExtractor", "SSDHead", "detection_taps", "ssdlite_head"]
 
@@ -30,7 +30,11 @@ def detection_taps(feature_info: Sequence[FeatureInfo]) -> list[str]:
     """The two taps SSD reads from a backbone: its last stride-16 and last stride-32 outputs.
 
     On MobileNetV2 these are ``layer15_expansion`` (576 channels) and ``layer19`` (1280), as in the
-    paper; on MobileNetV1 ``conv11`` and ``conv13``.
+    paper; on MobileNetV1 ``conv11`` and ``conv13``. A tap selector: pass it as a backbone's ``out_features``
+    to build only the layers up to these taps.
+
+    Raises:
+        ValueError: the backbone has no tap at stride 16 or 32.
     """
     taps = []
     for reduction in (16, 32):
@@ -63,16 +67,17 @@ class SSDFeatureExtractor(nn.Module):
     """A feature backbone giving two maps (strides 16 and 32) followed by SSD's extra layers.
 
     Args:
-        backbone: a ``FeatureBackbone`` whose ``feature_info`` lists exactly the two taps to read.
+        backbone: a :class:`~mobiletasks.backbones.base.Backbone` whose ``feature_info`` lists exactly the two taps
+            to read (build it with ``out_features=detection_taps``).
         depths: output channels of the extra layers, each halving the resolution.
         depthwise: SSDLite's depthwise separable extra layers (True) or SSD's regular ones.
 
     ``forward(x)`` returns an ordered dict of the 2 + len(depths) maps; ``out_channels`` lists their channels.
     """
 
-    def __init__(self, backbone: nn.Module, depths: Sequence[int] = EXTRA_DEPTHS, depthwise: bool = True) -> None:
+    def __init__(self, backbone: Backbone, depths: Sequence[int] = EXTRA_DEPTHS, depthwise: bool = True) -> None:
         super().__init__()
-        info: list[FeatureInfo] = list(backbone.feature_info)  # type: ignore[arg-type]
+        info = list(backbone.feature_info)
         self.body = backbone
         channels = [f.channels for f in info]
         extra = []

@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..backbones import MobileNetV1, MobileNetV2
+from ..backbones import Backbone, MobileNetV1, MobileNetV2
 from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
 from ..factory import create_backbone
 from ..heads.classification import AttributeHead, ClassificationHead
@@ -44,14 +44,14 @@ class ImageClassifier(nn.Module):
     with ``image_mean`` / ``image_std`` before the backbone (which takes normalized images).
 
     Args:
-        backbone: returns an ordered dict of maps (``create_backbone``); the head reads the last.
+        backbone: a :class:`~mobiletasks.backbones.base.Backbone` (``create_backbone``); the head reads its last map.
         head: a :class:`ClassificationHead` or :class:`AttributeHead`.
         image_mean, image_std: the input normalization, per RGB channel (default ImageNet's).
     """
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         head: ClassificationHead,
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
@@ -76,11 +76,8 @@ class ImageClassifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _backbone(name: str, kwargs: dict[str, Any] | None, pretrained: bool | PathLike | None) -> Any:
-    backbone = create_backbone(name, pretrained=pretrained, **(kwargs or {}))
-    if not getattr(backbone, "feature_info", None):
-        raise ValueError(f"backbone {name!r} describes no feature maps (feature_info); pick a registered backbone")
-    return backbone
+def _backbone(name: str, kwargs: dict[str, Any] | None, pretrained: bool | PathLike | None) -> Backbone:
+    return create_backbone(name, pretrained=pretrained, **(kwargs or {}))
 
 
 @register_model("classifier")

@@ -32,6 +32,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.ops import batched_nms, sigmoid_focal_loss
 
 from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
+from ..compat import GRID_DEFAULT_BOXES, WH_PAIRS, WH_PAIRS_ATTRIBUTE, overrides_private
 from ..factory import create_backbone
 from ..heads.ssd import EXTRA_DEPTHS, SSDFeatureExtractor, SSDHead, detection_taps, ssdlite_head
 from ..preprocessing import rgb
@@ -42,6 +43,7 @@ __all__ = ["SSDDetector", "TFAnchorGenerator", "ssd", "ssd300_mobilenet_v1", "ss
 LossName = Literal["hard_negative", "focal"]
 
 
+@overrides_private(WH_PAIRS, GRID_DEFAULT_BOXES)  # torchvision's private methods: mobiletasks.compat
 class TFAnchorGenerator(DefaultBoxGenerator):
     """SSD default boxes as the TF object detection API's ``ssd_anchor_generator`` makes them.
 
@@ -81,7 +83,7 @@ class TFAnchorGenerator(DefaultBoxGenerator):
         return pairs
 
     def num_anchors_per_location(self) -> list[int]:
-        return [len(p) for p in self._wh_pairs]
+        return [len(p) for p in WH_PAIRS_ATTRIBUTE.read(self)]
 
     def _grid_default_boxes(
         self, grid_sizes: list[list[int]], image_size: list[int], dtype: torch.dtype = torch.float32
@@ -271,9 +273,10 @@ def _build(
     extra_depths: Sequence[int],
     **kwargs: Any,
 ) -> SSDDetector:
-    backbone_kwargs = backbone_kwargs or {}
-    taps = detection_taps(create_backbone(backbone, **backbone_kwargs).feature_info)  # type: ignore[arg-type]
-    body = create_backbone(backbone, pretrained=pretrained_backbone, out_features=taps, **backbone_kwargs)
+    # the backbone picks its two taps itself, so that it is built once and only up to them
+    body = create_backbone(
+        backbone, pretrained=pretrained_backbone, out_features=detection_taps, **(backbone_kwargs or {})
+    )
     features = SSDFeatureExtractor(body, extra_depths, depthwise=lite)
     anchors = TFAnchorGenerator(num_layers=len(features.out_channels))
     num_anchors = anchors.num_anchors_per_location()
@@ -307,6 +310,9 @@ def ssdlite(
         backbone_kwargs: the backbone's own arguments, e.g. ``{"width_mult": 0.75}``.
         pretrained_backbone: ImageNet weights for the backbone (a file, or True for the hub cache).
         **kwargs: ``SSDDetector`` options (loss, score_thresh, nms_thresh, topk_candidates, ...).
+
+    Raises:
+        ValueError: a backbone without a stride-16 or a stride-32 tap (``detection_taps``), or bad options.
 
     Example:
         >>> model = ssdlite(backbone="mobilenet_v1", num_classes=3)

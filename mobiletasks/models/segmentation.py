@@ -21,7 +21,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones.base import FeatureInfo
+from ..backbones.base import Backbone, FeatureInfo
 from ..common import IMAGENET_MEAN, IMAGENET_STD, PathLike
 from ..factory import create_backbone
 from ..heads.deeplab import DeepLabV3Head, atrous_rates
@@ -35,8 +35,8 @@ class DeepLabV3(nn.Module):
     """A feature backbone and a ``DeepLabV3Head``; logits bilinearly upsampled to the input size.
 
     Args:
-        backbone: returns an ordered dict of maps; its last entry feeds ASPP, a ``low`` entry (if
-            ``low_level`` is set) the decoder.
+        backbone: a :class:`~mobiletasks.backbones.base.Backbone`; its last map feeds ASPP, its ``low_level`` map
+            (if set) the decoder.
         head: the ``DeepLabV3Head``.
         num_classes: classes including background.
         low_level: name of the stride-4 tap for the DeepLabV3+ decoder (None: no decoder).
@@ -45,7 +45,7 @@ class DeepLabV3(nn.Module):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         head: DeepLabV3Head,
         num_classes: int,
         low_level: str | None = None,
@@ -70,7 +70,13 @@ class DeepLabV3(nn.Module):
 
 
 def _taps(info: Sequence[FeatureInfo], tap: str | None, decoder: bool) -> tuple[list[str], str | None]:
-    """The deep tap (``tap``, default the deepest) and, for the decoder, the last stride-4 tap."""
+    """The taps to build (for the decoder the last stride-4 tap, then the deep one: ``tap``, by default the
+    deepest) and the decoder's tap (None without). On the taps a backbone kept of them it gives the same answer: it
+    is the backbone's tap selector, then names the taps kept.
+
+    Raises:
+        ValueError: ``tap`` is not a tap of the backbone, or the decoder has no stride-4 tap.
+    """
     deep = tap or info[-1].name
     if deep not in [f.name for f in info]:
         raise ValueError(f"tap {deep!r} is not a feature of this backbone; choose from {[f.name for f in info]}")
@@ -109,6 +115,10 @@ def deeplabv3(
         pretrained_backbone: ImageNet weights for the backbone (a file, or True for the hub cache).
         image_mean, image_std: the input normalization, per RGB channel (default ImageNet's).
 
+    Raises:
+        ValueError: ``num_classes`` below 1, an ``output_stride`` other than 8 or 16 with ASPP, an unknown ``tap``,
+            or a decoder on a backbone without a stride-4 tap.
+
     Example:
         >>> deeplabv3(backbone="mobilenet_v1", num_classes=2, aspp=False).head.classifier.out_channels
         2
@@ -117,9 +127,13 @@ def deeplabv3(
         raise ValueError(f"num_classes counts the classes including background, must be >= 1; got {num_classes}")
     rates = atrous_rates(output_stride, aspp)
     backbone_kwargs = {**(backbone_kwargs or {}), "output_stride": output_stride}
-    probe: Any = create_backbone(backbone, **backbone_kwargs)
-    taps, low = _taps(probe.feature_info, tap, decoder)
-    body: Any = create_backbone(backbone, pretrained=pretrained_backbone, out_features=taps, **backbone_kwargs)
+    body = create_backbone(
+        backbone,
+        pretrained=pretrained_backbone,
+        out_features=lambda info: _taps(info, tap, decoder)[0],
+        **backbone_kwargs,
+    )
+    taps, low = _taps(body.feature_info, tap, decoder)  # the taps it kept give the same names
     channels = {f.name: f.channels for f in body.feature_info}
     head = DeepLabV3Head(channels[taps[-1]], num_classes, rates, channels[low] if low else None)
     return DeepLabV3(body, head, num_classes, low, image_mean, image_std)
