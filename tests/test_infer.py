@@ -164,7 +164,7 @@ def test_detection_checkpoint_onnx_and_predict_agree(
 @pytest.fixture(scope="module")
 def segmenter(tmp_path_factory: pytest.TempPathFactory, photos: Path) -> Run:
     root = tmp_path_factory.mktemp("segmentation")
-    torch.manual_seed(0)  # the weights
+    torch.manual_seed(1)  # the weights (seed 0 happens to give two images the same class histogram)
     (root / "classes.json").write_text(json.dumps({"0": "background", "1": "sky", "2": "road"}))
     datamodule = COCOSegmentationDataModule(
         root, classes_json="classes.json", crop_size=64, batch_size=2, num_workers=0, predict_images=str(photos)

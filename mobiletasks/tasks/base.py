@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from ..compat import NormBase, attached_trainer
 from ..data.base import plain_paths
 from ..data.samplers import ResumableDataLoader, default_seed
 from ..data.skips import SkipLog
@@ -148,7 +149,7 @@ class BaseTask(L.LightningModule):
                 if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels:
                     decay[id(m.weight)] = hp["depthwise_weight_decay"]
         if hp["norm_weight_decay"] is not None:
-            norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+            norm_types = (NormBase, nn.GroupNorm, nn.LayerNorm)
             for m in self.modules():
                 if isinstance(m, norm_types):
                     decay.update({id(p): hp["norm_weight_decay"] for p in m.parameters()})
@@ -438,7 +439,7 @@ class BaseTask(L.LightningModule):
         the class names, COCO category ids, image size and a classifier's ``crop_fraction``."""
         cls = type(self)
         record: dict[str, Any] = {"task_class": f"{cls.__module__}.{cls.__qualname__}", "kind": self.kind}
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
         for key in ("class_names", "category_ids", "image_size", "crop_fraction"):
             try:

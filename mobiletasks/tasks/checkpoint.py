@@ -30,6 +30,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins import TorchCheckpointIO
 
+from ..compat import CHECKPOINT_FIND_LAST, overrides_private
+
 Mode = Literal["min", "max"]
 
 
@@ -51,6 +53,7 @@ def run_tag(logger: Logger | None) -> str:
     return (version if isinstance(version, str) else f"version_{version}") + "-"
 
 
+@overrides_private(CHECKPOINT_FIND_LAST)
 class TaskCheckpoint(ModelCheckpoint):
     """The best checkpoint by the task's metric and the last one, in ``<logger.save_dir>/<logger.name>/checkpoints``.
 
@@ -140,7 +143,8 @@ class TaskCheckpoint(ModelCheckpoint):
             self.kth_value = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
         self._monitor_from_task = self._mode_from_task = False  # once: a later setup keeps the scores so far
 
-    # ModelCheckpoint's private methods below are lightning 2.6's (tests/test_checkpointing.py checks the outcome)
+    # ModelCheckpoint's private methods below are lightning 2.6's: mobiletasks.compat records them, and
+    # tests/test_compat.py checks them against the installed Lightning
     def _find_last_checkpoints(self, trainer: L.Trainer) -> set[str]:
         # ckpt_path="last" is looked up before any callback's setup: in this experiment's folder, not in Lightning's
         # <save_dir>/<name>/<version>/checkpoints of a version that has just begun
