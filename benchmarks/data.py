@@ -41,6 +41,7 @@ import torchvision
 from albumentations.augmentations.crops.transforms import BaseCrop
 from albumentations.core.bbox_utils import denormalize_bboxes
 from PIL import Image, ImageOps
+from real_data import COCO128, VOC128, require
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -58,9 +59,6 @@ from mobiletasks.data.transforms import (
     train_transform,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-COCO128 = DATA / "coco128"
-VOC128 = DATA / "voc128"
 TORCHVISION_MEAN = (123.0, 117.0, 104.0)  # references/detection/presets.py
 
 # ---------------------------------------------------------------------------------------------- before
@@ -239,7 +237,9 @@ def rates(runs: dict[str, Callable[[int], object]], count: int, rounds: int, des
 
 
 def detection(size: int, count: int, rounds: int) -> dict[str, float]:
-    dataset = COCODetection(COCO128 / "images" / "train2017", COCO128 / "annotations" / "instances_train2017.json")
+    dataset = COCODetection(
+        require(COCO128) / "images" / "train2017", COCO128 / "annotations" / "instances_train2017.json"
+    )
     records = [r for r in dataset.records if r.boxes is not None and len(r.boxes)][:count]
     paths = [r.path for r in records]
     boxes = [np.asarray(r.boxes, np.float32) for r in records]
@@ -275,7 +275,7 @@ def detection(size: int, count: int, rounds: int) -> dict[str, float]:
 
 
 def segmentation(crop: int, count: int, rounds: int) -> dict[str, float]:
-    dataset = VOCSegmentation(VOC128, "train")
+    dataset = VOCSegmentation(require(VOC128), "train")
     labelled = [(r.path, r.mask) for r in dataset.records if r.mask is not None][:count]
     paths, mask_paths = [path for path, _ in labelled], [mask for _, mask in labelled]
     masks = [dataset.load_mask(m) for m in mask_paths]

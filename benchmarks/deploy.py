@@ -43,6 +43,7 @@ import onnxruntime as ort
 import torch
 import torchvision
 from detection import classification_convs
+from real_data import COCO128
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -51,7 +52,7 @@ from mobiletasks.deploy import OnnxPredictor, export_onnx
 from mobiletasks.deploy.quantize import quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
-CALIBRATION = ROOT.parent / "shared" / "data" / "coco128" / "images" / "train2017"
+CALIBRATION = COCO128 / "images" / "train2017"
 DET_SIZE, SEG_SIZE = 320, 513
 MATMUL = 2048
 Calls = dict[str, dict[int, Callable[[], object]]]  # per entry, per batch size: one call to time

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from real_data import COCO128, require
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -133,7 +134,7 @@ def learn(workdir: Path) -> dict[str, float]:
 
 
 def overfit(workdir: Path, epochs: int) -> dict[str, float]:
-    coco = ROOT.parent / "shared" / "data" / "coco128"
+    coco = require(COCO128)
     same = ["images/train2017", "annotations/instances_train2017.json"]
     args = ["fit", "--config", str(ROOT / "configs/detection/ssdlite_mobilenet_v2_coco.yaml")]
     args += ["--data.init_args.root", str(coco), "--data.init_args.train_images", same[0]]

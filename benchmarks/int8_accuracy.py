@@ -16,7 +16,7 @@ configs); other arguments go to the config as LightningCLI takes them, e.g. coco
 split for a model overfit on them (``benchmarks/detection.py --overfit``):
 
     python benchmarks/int8_accuracy.py --config configs/detection/ssdlite_mobilenet_v2_coco.yaml \\
-        --ckpt runs/benchmarks/runs/overfit/checkpoints/last.ckpt --data.init_args.root ../shared/data/coco128 \\
+        --ckpt runs/benchmarks/runs/overfit/checkpoints/last.ckpt --data.init_args.root data/coco128 \\
         --data.init_args.train_images images/train2017 \\
         --data.init_args.train_annotations annotations/instances_train2017.json \\
         --data.init_args.val_images images/train2017 \\
