@@ -1,6 +1,8 @@
 """What every data module shares: batch-size checks, datasets per split built on first use, one loader
 factory. Subclasses set ``collate_fn`` and the per-split transforms, and implement ``class_names``,
-``make_dataset(split)``, ``folder_dataset(folder)`` (for ``predict_images``) and ``evaluator(split)``."""
+``make_dataset(split)``, ``folder_dataset(folder)`` (for ``predict_images``) and ``evaluator(split)``.
+
+What the tasks read of a data module is written as Protocols: :class:`HasSplits` and :class:`HasEvaluator`."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import inspect
 import os
 from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
@@ -18,6 +20,24 @@ from mobiletasks.data.samplers import EvaluationSampler, EvaluationSamples, Resu
 from mobiletasks.data.skips import ReplaceUnreadable
 
 SPLITS = ("train", "val", "test", "predict")
+
+
+@runtime_checkable
+class HasSplits(Protocol):
+    """A data module that gives the dataset of a split (``"train"``, ``"val"``, ``"test"``, ``"predict"``), built on
+    first use: what the tasks count a split's images by and the prediction writers read file names from."""
+
+    def dataset(self, split: str) -> Dataset: ...
+
+
+@runtime_checkable
+class HasEvaluator(Protocol):
+    """A data module that makes a fresh evaluator of a split (``update``/``compute``/``reset``, the split's official
+    metric: COCO mAP, VOC mAP, mIoU, top-k, attribute mAP), which the tasks feed."""
+
+    def evaluator(self, split: str) -> Any: ...
+
+
 _STAGES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
 

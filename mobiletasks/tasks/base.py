@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sized
 from typing import Any, Literal, Protocol
 
 import lightning as L
@@ -34,7 +35,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from ..compat import NormBase, attached_trainer
-from ..data.base import plain_paths
+from ..data.base import HasEvaluator, HasSplits, plain_paths
 from ..data.samplers import ResumableDataLoader, default_seed
 from ..data.skips import SkipLog
 from ..evaluation.distributed import gather, total
@@ -219,7 +220,7 @@ class BaseTask(L.LightningModule):
 
     def _start(self, split: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "evaluator"):
+        if not isinstance(datamodule, HasEvaluator):
             raise ValueError(
                 f"{type(self).__name__} evaluates with the data module's evaluator: pass a mobiletasks data "
                 "module (e.g. COCODetectionDataModule, VOCSegmentationDataModule) as `datamodule=`, not bare "
@@ -282,12 +283,13 @@ class BaseTask(L.LightningModule):
         ``fast_dev_run``, the sanity check, a data module that does not say)."""
         trainer = self.trainer
         limit = getattr(trainer, f"limit_{split}_batches", None)
-        datamodule: Any = getattr(trainer, "datamodule", None)
+        datamodule = getattr(trainer, "datamodule", None)
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False) or limit != 1.0:
             return None
-        if not hasattr(datamodule, "dataset"):
+        if not isinstance(datamodule, HasSplits):
             return None
-        return len(datamodule.dataset(split))
+        dataset = datamodule.dataset(split)
+        return len(dataset) if isinstance(dataset, Sized) else None
 
     def _report_skipped(self, split: str, scored: int, skipped: int, examples: str) -> None:
         """A shortfall of scored images is an error unless the user opted into ``skip_unreadable``."""

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import lightning as L
 
+from ...data.base import HasSplits
 from ...evaluation.distributed import gather
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def split_file_names(trainer: L.Trainer, split: str = "predict") -> list[str]:
     """The file names of a split of the trainer's data module, in dataset order ([] when it does not say)."""
     datamodule = getattr(trainer, "datamodule", None)
-    if datamodule is None or not hasattr(datamodule, "dataset"):
+    if not isinstance(datamodule, HasSplits):
         return []
     dataset = datamodule.dataset(split)
     names = getattr(dataset, "file_names", None)
