@@ -1,10 +1,15 @@
-"""Shared fixtures: tiny inputs, models with random BatchNorm statistics, the backbones to check."""
+"""Shared fixtures: tiny inputs, models with random BatchNorm statistics, the backbones to check, and the
+coco128 / voc128 trees (the real files where they are present, synthetic stand-ins elsewhere)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+from pathlib import Path
 
+import pytest
 import torch
+from data_trees import DataTrees, use, write_data_trees
 from torch import nn
 
 import mobiletasks
@@ -46,3 +51,43 @@ def calibrate(model: nn.Module, images: torch.Tensor) -> nn.Module:
         for hook in hooks:
             hook.remove()
     return model
+
+
+# The real coco128 and voc128 files live outside the repository, in ../shared/data beside the checkout;
+# MOBILETASKS_REAL_DATA names another folder holding them (a missing one hides them, as on a fresh clone).
+REAL_DATA = Path(os.environ.get("MOBILETASKS_REAL_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+HAS_REAL_DATA = (REAL_DATA / "coco128").is_dir() and (REAL_DATA / "voc128").is_dir()
+# what the tests know of the real files
+REAL_TREES = DataTrees(
+    REAL_DATA / "coco128",
+    REAL_DATA / "voc128",
+    real=True,
+    train_images=128,
+    empty_images=frozenset({250, 508}),
+    train_crowds=6,
+    val_images=128,
+    val_masks=100,
+)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("real_data") and not HAS_REAL_DATA:
+        pytest.skip(f"needs the real coco128 and voc128 files, not found in {REAL_DATA} (MOBILETASKS_REAL_DATA)")
+
+
+@pytest.fixture(scope="session")
+def synthetic_trees(tmp_path_factory: pytest.TempPathFactory) -> DataTrees:
+    """The synthetic stand-ins for coco128 and voc128 (tests/data_trees.py), written once a session."""
+    return write_data_trees(tmp_path_factory.mktemp("data_trees"))
+
+
+@pytest.fixture(scope="session")
+def trees(request: pytest.FixtureRequest) -> DataTrees:
+    """The real coco128 and voc128 where they are present, else the synthetic stand-ins."""
+    return use(REAL_TREES if HAS_REAL_DATA else request.getfixturevalue("synthetic_trees"))
+
+
+@pytest.fixture(scope="session", params=[pytest.param("real", marks=pytest.mark.real_data), "synthetic"])
+def both_trees(request: pytest.FixtureRequest) -> DataTrees:
+    """Each in turn, for tests whose expectations are the files' own: the real trees, then the stand-ins."""
+    return REAL_TREES if request.param == "real" else request.getfixturevalue("synthetic_trees")

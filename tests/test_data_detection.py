@@ -1,4 +1,4 @@
-"""Detection data: COCO and VOC datasets on the real coco128/voc128, augmentation, image reading, errors."""
+"""Detection data: COCO and VOC datasets on coco128/voc128, augmentation, image reading, errors."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from data_trees import DataTrees
 from PIL import Image
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
@@ -33,25 +34,28 @@ from mobiletasks.data.transforms import (
     train_transform,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-COCO128 = DATA / "coco128"
-VOC128 = DATA / "voc128"
-TRAIN_JSON = COCO128 / "annotations" / "instances_train2017.json"
-TRAIN_IMAGES = COCO128 / "images" / "train2017"
-needs_coco = pytest.mark.skipif(not COCO128.is_dir(), reason=f"needs the real data in {COCO128}")
-needs_voc = pytest.mark.skipif(not VOC128.is_dir(), reason=f"needs the real data in {VOC128}")
-EMPTY_IMAGES = {250, 508}  # the two coco128 train images without annotations
-CROWD_IMAGE = 149  # has an iscrowd=1 annotation
+
+def train_json(trees: DataTrees) -> Path:
+    return trees.coco128 / "annotations" / "instances_train2017.json"
+
+
+def train_images(trees: DataTrees) -> Path:
+    return trees.coco128 / "images" / "train2017"
+
+
+def first_train_ids(trees: DataTrees, count: int) -> list[int]:
+    """The ids of the first ``count`` coco128 train images (9, 25, 30, 34, ... in the real files)."""
+    return sorted(im["id"] for im in json.loads(train_json(trees).read_text())["images"])[:count]
 
 
 @pytest.fixture(scope="module")
-def coco_train() -> COCODetection:
-    return COCODetection(TRAIN_IMAGES, TRAIN_JSON)
+def coco_train(trees: DataTrees) -> COCODetection:
+    return COCODetection(train_images(trees), train_json(trees))
 
 
-def coco_subset(tmp_path: Path, image_ids: list[int], edit: Any = None) -> tuple[Path, Path]:
+def coco_subset(trees: DataTrees, tmp_path: Path, image_ids: list[int], edit: Any = None) -> tuple[Path, Path]:
     """A copy of some coco128 train images and their annotations; ``edit(data)`` may change the json."""
-    data = json.loads(TRAIN_JSON.read_text())
+    data = json.loads(train_json(trees).read_text())
     data["images"] = [im for im in data["images"] if im["id"] in image_ids]
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in image_ids]
     if edit is not None:
@@ -59,7 +63,7 @@ def coco_subset(tmp_path: Path, image_ids: list[int], edit: Any = None) -> tuple
     images = tmp_path / "images"
     images.mkdir()
     for im in data["images"]:
-        shutil.copy(TRAIN_IMAGES / im["file_name"], images / im["file_name"])
+        shutil.copy(train_images(trees) / im["file_name"], images / im["file_name"])
     annotations = tmp_path / "instances.json"
     annotations.write_text(json.dumps(data))
     return images, annotations
@@ -68,9 +72,8 @@ def coco_subset(tmp_path: Path, image_ids: list[int], edit: Any = None) -> tuple
 # ---------------------------------------------------------------- COCO
 
 
-@needs_coco
-def test_coco_targets_match_pycocotools(coco_train: COCODetection) -> None:
-    coco = COCO(str(TRAIN_JSON))
+def test_coco_targets_match_pycocotools(trees: DataTrees, coco_train: COCODetection) -> None:
+    coco = COCO(str(train_json(trees)))
     assert coco_train.category_ids == sorted(coco.getCatIds()) and len(coco_train.class_names) == 80
     assert [r.image_id for r in coco_train.records] == sorted(coco.getImgIds())
     for record in coco_train.records:
@@ -89,11 +92,10 @@ def test_coco_targets_match_pycocotools(coco_train: COCODetection) -> None:
     assert target["file_name"] == info["file_name"]
 
 
-@needs_coco
-def test_coco_categories_read_from_the_end_of_the_file() -> None:
-    full = sorted(json.loads(TRAIN_JSON.read_text())["categories"], key=lambda c: c["id"])
-    assert read_categories(TRAIN_JSON) == full
-    dm = COCODetectionDataModule(COCO128, train_annotations="annotations/instances_train2017.json")
+def test_coco_categories_read_from_the_end_of_the_file(trees: DataTrees) -> None:
+    full = sorted(json.loads(train_json(trees).read_text())["categories"], key=lambda c: c["id"])
+    assert read_categories(train_json(trees)) == full
+    dm = COCODetectionDataModule(trees.coco128, train_annotations="annotations/instances_train2017.json")
     assert dm.num_classes == 80 and dm.category_ids == [c["id"] for c in full]
     assert dm.class_names[0] == "person" and dm.category_ids[-1] == 90
 
@@ -105,28 +107,29 @@ def test_coco_categories_of_a_file_in_another_key_order(tmp_path: Path) -> None:
     assert [c["id"] for c in read_categories(path)] == [3, 7]
 
 
-@needs_coco
-def test_coco_crowd_boxes_left_out(coco_train: COCODetection) -> None:
-    coco = COCO(str(TRAIN_JSON))
+def test_coco_crowd_boxes_left_out(both_trees: DataTrees) -> None:
+    coco_train = COCODetection(train_images(both_trees), train_json(both_trees))
+    coco = COCO(str(train_json(both_trees)))
     crowd = [a for a in coco.dataset["annotations"] if a["iscrowd"]]
-    assert len(crowd) == coco_train.stats["crowd"] == 6
+    assert len(crowd) == coco_train.stats["crowd"] == both_trees.train_crowds  # 6 in coco128
     by_id = {r.image_id: r for r in coco_train.records}
     for ann in crowd:
         box = box_convert(torch.tensor([ann["bbox"]]), "xywh", "xyxy").float()
         boxes = torch.from_numpy(by_id[ann["image_id"]].boxes)
         assert len(boxes) == 0 or not torch.isclose(boxes, box).all(dim=1).any()
-    assert coco_train.stats["boxes"] == len(coco.dataset["annotations"]) - 6
+    assert coco_train.stats["boxes"] == len(coco.dataset["annotations"]) - both_trees.train_crowds
 
 
-@needs_coco
-def test_coco_images_without_annotations(coco_train: COCODetection) -> None:
+def test_coco_images_without_annotations(both_trees: DataTrees) -> None:
+    empty, count = both_trees.empty_images, both_trees.train_images  # {250, 508} of 128 in coco128
+    coco_train = COCODetection(train_images(both_trees), train_json(both_trees))
     ids = {r.image_id for r in coco_train.records}
-    assert ids >= EMPTY_IMAGES and len(coco_train) == 128
-    index = [r.image_id for r in coco_train.records].index(min(EMPTY_IMAGES))
+    assert ids >= empty and len(coco_train) == count and len(empty) == 2
+    index = [r.image_id for r in coco_train.records].index(min(empty))
     _, target = coco_train[index]
     assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
-    kept = COCODetection(TRAIN_IMAGES, TRAIN_JSON, keep_empty=False)
-    assert not EMPTY_IMAGES & {r.image_id for r in kept.records} and len(kept) == 126
+    kept = COCODetection(train_images(both_trees), train_json(both_trees), keep_empty=False)
+    assert not empty & {r.image_id for r in kept.records} and len(kept) == count - 2
 
 
 def test_coco_boxes_clipped_and_dropped_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -153,21 +156,19 @@ def test_coco_boxes_clipped_and_dropped_counted(tmp_path: Path, caplog: pytest.L
 # ---------------------------------------------------------------- COCO errors
 
 
-@needs_coco
-def test_coco_missing_json_and_folder(tmp_path: Path) -> None:
+def test_coco_missing_json_and_folder(trees: DataTrees, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nothing\.json does not exist.*COCO annotations json"):
-        COCODetection(TRAIN_IMAGES, tmp_path / "nothing.json")
+        COCODetection(train_images(trees), tmp_path / "nothing.json")
     with pytest.raises(FileNotFoundError, match=r"image folder .*nowhere does not exist.*images="):
-        COCODetection(tmp_path / "nowhere", TRAIN_JSON)
+        COCODetection(tmp_path / "nowhere", train_json(trees))
     dm = COCODetectionDataModule(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"set root .* or train_annotations"):
         dm.num_classes  # noqa: B018
-    dm = COCODetectionDataModule(COCO128)  # default train_images=train2017, but coco128 has images/train2017
+    dm = COCODetectionDataModule(trees.coco128)  # default train_images=train2017, but coco128 has images/train2017
     with pytest.raises(FileNotFoundError, match=r"train2017 does not exist; set root .* or train_images"):
         dm.setup("fit")
 
 
-@needs_coco
 @pytest.mark.parametrize(
     ("change", "match"),
     [
@@ -177,18 +178,20 @@ def test_coco_missing_json_and_folder(tmp_path: Path) -> None:
         ({"image_id": 12345}, r"annotation id \d+ refers to image_id 12345 \(int\), which is not in 'images'"),
     ],
 )
-def test_coco_bad_annotation(tmp_path: Path, change: dict[str, Any], match: str) -> None:
-    images, annotations = coco_subset(tmp_path, [9], edit=lambda d: d["annotations"][0].update(change))
+def test_coco_bad_annotation(trees: DataTrees, tmp_path: Path, change: dict[str, Any], match: str) -> None:
+    first = first_train_ids(trees, 1)
+    images, annotations = coco_subset(trees, tmp_path, first, edit=lambda d: d["annotations"][0].update(change))
     with pytest.raises(ValueError, match=match):
         COCODetection(images, annotations)
 
 
-@needs_coco
-def test_coco_missing_image_files(tmp_path: Path) -> None:
-    images, annotations = coco_subset(tmp_path, [9, 25, 30])
-    (images / "000000000025.jpg").unlink()
-    (images / "000000000030.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match=r"2 image files listed in .*instances\.json are missing: .*025\.jpg"):
+def test_coco_missing_image_files(trees: DataTrees, tmp_path: Path) -> None:
+    ids = first_train_ids(trees, 3)  # 9, 25, 30 in coco128
+    images, annotations = coco_subset(trees, tmp_path, ids)
+    (images / f"{ids[1]:012d}.jpg").unlink()
+    (images / f"{ids[2]:012d}.jpg").unlink()
+    missing = rf"2 image files listed in .*instances\.json are missing: .*{ids[1]:03d}\.jpg"
+    with pytest.raises(FileNotFoundError, match=missing):
         COCODetection(images, annotations)
 
 
@@ -213,12 +216,11 @@ def voc_objects(xml: Path) -> list[tuple[str, list[float], bool]]:
     ]
 
 
-@needs_voc
-def test_voc_boxes_are_the_xml_minus_one() -> None:
-    ds = VOCDetection(VOC128, ["2012/val"], keep_difficult=True)
+def test_voc_boxes_are_the_xml_minus_one(trees: DataTrees) -> None:
+    ds = VOCDetection(trees.voc128, ["2012/val"], keep_difficult=True)
     assert ds.class_names == list(VOC_CLASSES)
     for record in ds.records:
-        objects = voc_objects(VOC128 / "VOC2012" / "Annotations" / (Path(record.file_name).stem + ".xml"))
+        objects = voc_objects(trees.voc128 / "VOC2012" / "Annotations" / (Path(record.file_name).stem + ".xml"))
         want = torch.tensor([[b[0] - 1, b[1] - 1, b[2], b[3]] for _, b, _ in objects]).reshape(-1, 4)
         torch.testing.assert_close(torch.from_numpy(record.boxes), want)
         assert record.labels is not None and record.difficult is not None
@@ -226,10 +228,9 @@ def test_voc_boxes_are_the_xml_minus_one() -> None:
         assert record.difficult.tolist() == [d for _, _, d in objects]
 
 
-@needs_voc
-def test_voc_difficult_left_out_in_training_and_flagged_in_eval() -> None:
-    train = VOCDetection(VOC128, ["2012/val"], keep_difficult=False)
-    evaluation = VOCDetection(VOC128, ["2012/val"], keep_difficult=True)
+def test_voc_difficult_left_out_in_training_and_flagged_in_eval(trees: DataTrees) -> None:
+    train = VOCDetection(trees.voc128, ["2012/val"], keep_difficult=False)
+    evaluation = VOCDetection(trees.voc128, ["2012/val"], keep_difficult=True)
     num_difficult = sum(int(r.difficult.sum()) for r in evaluation.records if r.difficult is not None)
     assert num_difficult == evaluation.stats["difficult"] == train.stats["difficult"] > 0
     assert train.stats["boxes"] + num_difficult == evaluation.stats["boxes"]
@@ -241,13 +242,12 @@ def test_voc_difficult_left_out_in_training_and_flagged_in_eval() -> None:
     assert eval_target["image_id"] == index and eval_target["file_name"].startswith("VOC2012/JPEGImages/")
 
 
-@needs_voc
-def test_voc_joined_sets(tmp_path: Path) -> None:
-    (tmp_path / "VOC2012").symlink_to(VOC128 / "VOC2012")
-    (tmp_path / "VOC2007").symlink_to(VOC128 / "VOC2012")
+def test_voc_joined_sets(trees: DataTrees, tmp_path: Path) -> None:
+    (tmp_path / "VOC2012").symlink_to(trees.voc128 / "VOC2012")
+    (tmp_path / "VOC2007").symlink_to(trees.voc128 / "VOC2012")
     dm = VOCDetectionDataModule(tmp_path, train_sets=("2007/train", "2012/train"), val_sets=("2012/val",))
     ds = dm.dataset("train")
-    single = VOCDetection(VOC128, ["2012/train"])
+    single = VOCDetection(trees.voc128, ["2012/train"])
     assert len(ds) == 2 * len(single)
     assert [r.image_id for r in ds.records] == list(range(len(ds)))
     assert ds.records[0].file_name.startswith("VOC2007/") and ds.records[-1].file_name.startswith("VOC2012/")
@@ -468,15 +468,16 @@ def test_read_image_errors(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- unreadable images at load time
 
 
-@needs_coco
 @pytest.mark.parametrize(("num_workers", "context"), [(0, None), (1, "spawn")])
 def test_corrupt_image_is_skipped_and_counted(
-    tmp_path: Path, num_workers: int, context: str | None, caplog: pytest.LogCaptureFixture
+    trees: DataTrees, tmp_path: Path, num_workers: int, context: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    images, annotations = coco_subset(tmp_path, [9, 25, 30, 34])
-    data = (images / "000000000030.jpg").read_bytes()
-    (images / "000000000030.jpg").write_bytes(data[: len(data) // 3])  # truncated
-    (images / "000000000034.jpg").write_bytes(b"garbage")
+    ids = first_train_ids(trees, 4)  # 9, 25, 30, 34 in coco128
+    images, annotations = coco_subset(trees, tmp_path, ids)
+    truncated, garbage = f"{ids[2]:012d}.jpg", f"{ids[3]:012d}.jpg"
+    data = (images / truncated).read_bytes()
+    (images / truncated).write_bytes(data[: len(data) // 3])  # truncated
+    (images / garbage).write_bytes(b"garbage")
     ds = COCODetection(images, annotations)  # construction does not decode
     loader = DataLoader(
         ds, batch_size=2, num_workers=num_workers, collate_fn=detection_collate, multiprocessing_context=context
@@ -484,16 +485,16 @@ def test_corrupt_image_is_skipped_and_counted(
     with caplog.at_level(logging.WARNING, logger="mobiletasks.data"):
         batches = list(loader)
     assert [len(images) for images, _ in batches] == [2, 0]
-    assert [t["image_id"] for _, targets in batches for t in targets] == [9, 25]
+    assert [t["image_id"] for _, targets in batches for t in targets] == ids[:2]
     assert ds.skipped == 2
     if num_workers == 0:
-        assert "000000000030.jpg" in caplog.text and "000000000034.jpg" in caplog.text
+        assert truncated in caplog.text and garbage in caplog.text
 
 
-@needs_coco
-def test_image_of_another_size_than_annotated_is_skipped(tmp_path: Path) -> None:
-    images, annotations = coco_subset(tmp_path, [9])
-    Image.new("RGB", (10, 10)).save(images / "000000000009.jpg")
+def test_image_of_another_size_than_annotated_is_skipped(trees: DataTrees, tmp_path: Path) -> None:
+    ids = first_train_ids(trees, 1)
+    images, annotations = coco_subset(trees, tmp_path, ids)
+    Image.new("RGB", (10, 10)).save(images / f"{ids[0]:012d}.jpg")
     ds = COCODetection(images, annotations)
     assert ds[0] is None and ds.skipped == 1
 
@@ -517,12 +518,11 @@ def test_collate_drops_none() -> None:
 # ---------------------------------------------------------------- data modules
 
 
-@needs_coco
-def test_coco_datamodule_end_to_end() -> None:
+def test_coco_datamodule_end_to_end(trees: DataTrees) -> None:
     from mobiletasks.evaluation.coco import COCOEvaluator
 
     dm = COCODetectionDataModule(
-        COCO128,
+        trees.coco128,
         train_images="images/train2017",
         val_images="images/val2017",
         image_size=64,
@@ -549,12 +549,11 @@ def test_coco_datamodule_end_to_end() -> None:
         dm.evaluator("train")  # type: ignore[arg-type]
 
 
-@needs_voc
-def test_voc_datamodule_end_to_end() -> None:
+def test_voc_datamodule_end_to_end(trees: DataTrees) -> None:
     from mobiletasks.evaluation.voc import VOCEvaluator
 
     dm = VOCDetectionDataModule(
-        VOC128, train_sets=["2012/train"], val_sets=["2012/val"], image_size=48, batch_size=2, num_workers=0
+        trees.voc128, train_sets=["2012/train"], val_sets=["2012/val"], image_size=48, batch_size=2, num_workers=0
     )
     assert dm.num_classes == 20
     dm.setup("fit")
@@ -566,13 +565,12 @@ def test_voc_datamodule_end_to_end() -> None:
     assert isinstance(dm.evaluator("test"), VOCEvaluator)
 
 
-@needs_voc
-def test_predict_images_folder(tmp_path: Path) -> None:
+def test_predict_images_folder(trees: DataTrees, tmp_path: Path) -> None:
     Image.new("RGB", (33, 21)).save(tmp_path / "b.png")
     (tmp_path / "sub").mkdir()
     Image.new("L", (10, 12)).save(tmp_path / "sub" / "a.jpg")
     (tmp_path / "notes.txt").write_text("not an image")
-    dm = VOCDetectionDataModule(VOC128, predict_images=str(tmp_path), batch_size=4, num_workers=0)
+    dm = VOCDetectionDataModule(trees.voc128, predict_images=str(tmp_path), batch_size=4, num_workers=0)
     dm.setup("predict")
     images, targets = next(iter(dm.predict_dataloader()))
     assert [tuple(i.shape) for i in images] == [(3, 21, 33), (3, 12, 10)]

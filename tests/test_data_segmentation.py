@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from data_trees import DataTrees
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -22,23 +23,21 @@ from mobiletasks.data.io import voc_palette, write_index_png
 from mobiletasks.data.segmentation.datamodules import (
     COCO_VOC_CATEGORY_IDS,
     COCOSegmentationDataModule,
-    ShapesSegmentationDataModule,
     VOCSegmentation,
     VOCSegmentationDataModule,
 )
-from mobiletasks.data.synth import SHAPE_CLASSES, make_sample, read_info, sample_rng
-from mobiletasks.data.synth_segmentation import (
+from mobiletasks.data.synthetic import (
     SEGMENTATION_CLASSES,
+    SHAPE_CLASSES,
+    ShapesSegmentationDataModule,
     class_mask,
+    make_sample,
+    read_info,
+    sample_rng,
     write_segmentation_dataset,
 )
 from mobiletasks.data.transforms import MEAN_PIXEL, SegmentationTransform, segmentation_train_transform
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-COCO128 = DATA / "coco128"
-VOC128 = DATA / "voc128"
-needs_coco = pytest.mark.skipif(not (COCO128 / "semantic").is_dir(), reason=f"needs the real data in {COCO128}")
-needs_voc = pytest.mark.skipif(not VOC128.is_dir(), reason=f"needs the real data in {VOC128}")
 PERSON = 1 + VOC_CLASSES.index("person")  # VOC label of COCO category 1
 
 
@@ -50,10 +49,9 @@ def raw_png(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- VOC
 
 
-@needs_voc
-def test_voc128_masks_equal_palette_indices() -> None:
-    dataset = VOCSegmentation(VOC128, "val")
-    assert len(dataset) == 100 and dataset.class_names == ["background", *VOC_CLASSES]
+def test_voc128_masks_equal_palette_indices(both_trees: DataTrees) -> None:
+    dataset = VOCSegmentation(both_trees.voc128, "val")
+    assert len(dataset) == both_trees.val_masks and dataset.class_names == ["background", *VOC_CLASSES]  # 100
     seen: set[int] = set()
     for record in dataset.records:
         assert record.mask is not None
@@ -72,9 +70,9 @@ def test_voc128_masks_equal_palette_indices() -> None:
     assert target["file_name"] == f"VOC2012/JPEGImages/{dataset.records[3].path.name}" and target["image_id"] == 3
 
 
-@needs_voc
-def test_voc_palette_is_the_devkit_palette() -> None:
-    with Image.open(next((VOC128 / "VOC2012" / "SegmentationClass").glob("*.png"))) as img:
+@pytest.mark.real_data  # the stand-in's masks are written with voc_palette itself; see test_eval_segmentation.py
+def test_voc_palette_is_the_devkit_palette(trees: DataTrees) -> None:
+    with Image.open(next((trees.voc128 / "VOC2012" / "SegmentationClass").glob("*.png"))) as img:
         assert img.getpalette() == voc_palette()
 
 
@@ -243,13 +241,13 @@ def test_collate_pads_images_with_zeros_and_masks_with_255() -> None:
 # ---------------------------------------------------------------------------------------------- COCO semantic
 
 
-@needs_coco
-def test_coco_semantic_masks_map_to_voc_labels() -> None:
-    dm = COCOSegmentationDataModule(COCO128, num_workers=0)
+def test_coco_semantic_masks_map_to_voc_labels(both_trees: DataTrees) -> None:
+    dm = COCOSegmentationDataModule(both_trees.coco128, num_workers=0)
     assert dm.num_classes == 21 and dm.class_names[PERSON] == "person"
     dataset = dm.dataset("val")
-    assert len(dataset) == 100 and dataset.stats["no_mask"] == 28  # 128 images, 100 masks
-    names = {int(k): v for k, v in json.loads((COCO128 / "semantic" / "classes.json").read_text()).items()}
+    masks, no_mask = both_trees.val_masks, both_trees.val_images - both_trees.val_masks
+    assert len(dataset) == masks and dataset.stats["no_mask"] == no_mask  # coco128: 128 images, 100 masks, 28 not
+    names = {int(k): v for k, v in json.loads((both_trees.coco128 / "semantic" / "classes.json").read_text()).items()}
     renamed = {"airplane": "aeroplane", "motorcycle": "motorbike", "couch": "sofa", "dining table": "diningtable"}
     renamed |= {"potted plant": "pottedplant", "tv": "tvmonitor"}
     assert [renamed.get(names[i], names[i]) for i in COCO_VOC_CATEGORY_IDS] == list(VOC_CLASSES)
@@ -261,16 +259,15 @@ def test_coco_semantic_masks_map_to_voc_labels() -> None:
         assert (labels[~np.isin(raw, COCO_VOC_CATEGORY_IDS)] == 0).all()
         checked_person += int((raw == 1).sum())
         checked_other += int((raw > 90).sum())  # stuff classes: background
-        voc_mask = VOC128 / "VOC2012" / "SegmentationClass" / record.mask.name
+        voc_mask = both_trees.voc128 / "VOC2012" / "SegmentationClass" / record.mask.name
         if voc_mask.is_file():  # voc128 was converted from the same masks
             np.testing.assert_array_equal(labels, raw_png(voc_mask))
     assert checked_person > 1000 and checked_other > 1000
 
 
-@needs_coco
-def test_coco_semantic_with_a_class_map(tmp_path: Path) -> None:
-    dm = COCOSegmentationDataModule(COCO128, classes_json="semantic/classes.json")
-    table = json.loads((COCO128 / "semantic" / "classes.json").read_text())
+def test_coco_semantic_with_a_class_map(trees: DataTrees, tmp_path: Path) -> None:
+    dm = COCOSegmentationDataModule(trees.coco128, classes_json="semantic/classes.json")
+    table = json.loads((trees.coco128 / "semantic" / "classes.json").read_text())
     assert dm.class_names[:2] == ["unlabeled", "person"] and dm.num_classes == len(table)
     record = dm.dataset("val").records[0]
     assert record.mask is not None
@@ -366,9 +363,8 @@ def test_shapes_data_module_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "shapes" / "mobiletasks_synth.json").stat().st_mtime_ns == stamp
 
 
-@needs_voc
-def test_voc128_data_module_end_to_end(tmp_path: Path) -> None:
-    dm = VOCSegmentationDataModule(VOC128, crop_size=97, batch_size=2, eval_batch_size=3, num_workers=0)
+def test_voc128_data_module_end_to_end(trees: DataTrees, tmp_path: Path) -> None:
+    dm = VOCSegmentationDataModule(trees.voc128, crop_size=97, batch_size=2, eval_batch_size=3, num_workers=0)
     dm.setup("fit")
     images, targets = next(iter(dm.train_dataloader()))
     assert images.shape == (2, 3, 97, 97) and all(t["mask"].shape == (97, 97) for t in targets)
@@ -382,8 +378,8 @@ def test_voc128_data_module_end_to_end(tmp_path: Path) -> None:
         assert (target["mask"][:h, :w] != 255).all()  # voc128 has no boundary band
     predict = tmp_path / "predict"
     predict.mkdir()
-    shutil.copy(next((VOC128 / "VOC2012" / "JPEGImages").glob("*.jpg")), predict / "x.jpg")
-    dm = VOCSegmentationDataModule(VOC128, predict_images=str(predict), num_workers=0)
+    shutil.copy(next((trees.voc128 / "VOC2012" / "JPEGImages").glob("*.jpg")), predict / "x.jpg")
+    dm = VOCSegmentationDataModule(trees.voc128, predict_images=str(predict), num_workers=0)
     dm.setup("predict")
     images, targets = next(iter(dm.predict_dataloader()))
     assert images.shape[0] == 1 and targets[0]["file_name"] == "x.jpg" and "mask" not in targets[0]

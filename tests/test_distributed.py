@@ -18,19 +18,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_trees import DataTrees
 
 from mobiletasks.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "coco128").is_dir(), reason=f"real data not found in {DATA}")
 ONE_IMAGE = ["--data.init_args.eval_batch_size", "1", "--data.init_args.num_workers", "0"]
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 
 
-def coco_subset(tmp_path: Path, count: int) -> Path:
-    """The first ``count`` coco128 val images as a COCO annotation file (images stay in the shared folder)."""
-    data = json.loads((DATA / "coco128/annotations/instances_val2017.json").read_text())
+def coco_subset(trees: DataTrees, tmp_path: Path, count: int) -> Path:
+    """The first ``count`` coco128 val images as a COCO annotation file (the images stay where they are)."""
+    data = json.loads((trees.coco128 / "annotations/instances_val2017.json").read_text())
     data["images"] = data["images"][:count]
     kept = {image["id"] for image in data["images"]}
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in kept]
@@ -39,15 +38,15 @@ def coco_subset(tmp_path: Path, count: int) -> Path:
     return path
 
 
-def voc_subset(tmp_path: Path, count: int) -> Path:
+def voc_subset(trees: DataTrees, tmp_path: Path, count: int) -> Path:
     """A VOCdevkit whose 2012 ``val13`` lists (detection and segmentation) hold the first ``count`` val images."""
-    shared = DATA / "voc128" / "VOC2012"
+    source = trees.voc128 / "VOC2012"
     year = tmp_path / "VOCdevkit" / "VOC2012"
     for folder in ("JPEGImages", "Annotations", "SegmentationClass"):
         (year / folder).parent.mkdir(parents=True, exist_ok=True)
-        (year / folder).symlink_to(shared / folder)
+        (year / folder).symlink_to(source / folder)
     for kind in ("Main", "Segmentation"):
-        ids = (shared / "ImageSets" / kind / "val.txt").read_text().split()[:count]
+        ids = (source / "ImageSets" / kind / "val.txt").read_text().split()[:count]
         (year / "ImageSets" / kind).mkdir(parents=True)
         (year / "ImageSets" / kind / "val13.txt").write_text("\n".join(ids) + "\n")
     return year.parent
@@ -110,16 +109,18 @@ def check_same(command: str, args: list[str], split: str, size: int, tmp_path: P
     return None
 
 
-@needs_data
 @pytest.mark.parametrize("kind", ["coco", "voc"])
-def test_detection_two_processes_score_as_one(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detection_two_processes_score_as_one(
+    kind: str, trees: DataTrees, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if kind == "coco":
-        data = ["--data.init_args.root", str(DATA / "coco128"), "--data.init_args.train_images", "images/train2017"]
+        data = ["--data.init_args.root", str(trees.coco128), "--data.init_args.train_images", "images/train2017"]
         data += ["--data.init_args.val_images", "images/val2017"]
-        data += ["--data.init_args.val_annotations", str(coco_subset(tmp_path, 15))]
+        data += ["--data.init_args.val_annotations", str(coco_subset(trees, tmp_path, 15))]
         config, size = "ssdlite_mobilenet_v2_coco", 15
     else:
-        data = ["--data.init_args.root", str(voc_subset(tmp_path, 13)), "--data.init_args.train_sets", "[2012/val13]"]
+        voc = voc_subset(trees, tmp_path, 13)
+        data = ["--data.init_args.root", str(voc), "--data.init_args.train_sets", "[2012/val13]"]
         data += ["--data.init_args.val_sets", "[2012/val13]"]
         config, size = "ssdlite_mobilenet_v2_voc", 13
     args = ["--config", str(ROOT / "configs/detection" / f"{config}.yaml"), *data]
@@ -133,9 +134,10 @@ def test_detection_two_processes_score_as_one(kind: str, tmp_path: Path, monkeyp
         assert sorted(json.loads(two.read_text()), key=json.dumps) == detections
 
 
-@needs_data
-def test_segmentation_two_processes_score_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = ["--data.init_args.root", str(voc_subset(tmp_path, 13)), "--data.init_args.train_split", "val13"]
+def test_segmentation_two_processes_score_as_one(
+    trees: DataTrees, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = ["--data.init_args.root", str(voc_subset(trees, tmp_path, 13)), "--data.init_args.train_split", "val13"]
     data += ["--data.init_args.val_split", "val13", "--data.init_args.crop_size", "96"]
     data += ["--data.init_args.batch_size", "2"]
     args = ["--config", str(ROOT / "configs/segmentation/deeplabv3_mobilenet_v2_voc.yaml"), *data]

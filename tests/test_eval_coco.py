@@ -1,4 +1,4 @@
-"""``COCOEvaluator`` and ``evaluate_results_file`` against pycocotools, on coco128's real annotations."""
+"""``COCOEvaluator`` and ``evaluate_results_file`` against pycocotools, on coco128's annotations."""
 
 from __future__ import annotations
 
@@ -10,22 +10,18 @@ from typing import Any
 
 import pytest
 import torch
+from data_trees import current
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mobiletasks.evaluation.coco import STAT_NAMES, COCOEvaluator, evaluate_results_file, load_coco
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
-COCO_ANNOTATIONS = DATA / "coco128" / "annotations"
-requires_coco128 = pytest.mark.skipif(
-    not (COCO_ANNOTATIONS / "instances_val2017.json").is_file(),
-    reason=f"coco128 annotations not found under {COCO_ANNOTATIONS} (the shared real data)",
-)
+requires_coco128 = pytest.mark.usefixtures("trees")  # coco128: the real files, or their synthetic stand-in
 SPLITS = ["train2017", "val2017"]
 
 
 def annotations_file(split: str) -> Path:
-    return COCO_ANNOTATIONS / f"instances_{split}.json"
+    return current().coco128 / "annotations" / f"instances_{split}.json"
 
 
 def pycocotools_stats(annotations: Path | COCO, results: Path | list[dict[str, Any]]) -> dict[str, float]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from data_trees import DataTrees
 from PIL import Image
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
@@ -17,8 +18,6 @@ from torchmetrics.segmentation import MeanIoU
 from mobiletasks.data.io import voc_palette
 from mobiletasks.evaluation.segmentation import SegmentationEvaluator, multiscale_logits
 from mobiletasks.tasks.writers.segmentation import SegmentationWriter
-
-VOC_MASKS = Path(__file__).parents[2] / "shared" / "data" / "voc128" / "VOC2012" / "SegmentationClass"
 
 
 def from_confusion_matrix(matrix: list[list[int]]) -> tuple[Tensor, Tensor]:
@@ -271,11 +270,26 @@ def test_multiscale_bad_input() -> None:
 # ----------------------------------------------------------------------------------------------------- writer
 
 
-@pytest.mark.skipif(not VOC_MASKS.is_dir(), reason=f"voc128 masks not found under {VOC_MASKS}")
-def test_voc_palette_is_vocs_own() -> None:
-    with Image.open(next(VOC_MASKS.glob("*.png"))) as mask:
+@pytest.mark.real_data  # the stand-in's masks are written with voc_palette itself
+def test_voc_palette_is_vocs_own(trees: DataTrees) -> None:
+    with Image.open(next((trees.voc128 / "VOC2012" / "SegmentationClass").glob("*.png"))) as mask:
         assert mask.mode == "P"
         assert mask.getpalette() == voc_palette()
+
+
+def test_voc_palette_is_the_devkits_colormap() -> None:
+    """The same check without VOC's files: the devkit's VOClabelcolormap.m, ported, and colours VOC shows."""
+    expected = []
+    for label in range(256):
+        rgb, c = [0, 0, 0], label
+        for bit in range(8):  # the bits of the label, three at a time, fill each channel from its top bit down
+            for channel in range(3):
+                rgb[channel] |= ((c >> channel) & 1) << (7 - bit)
+            c >>= 3
+        expected += rgb
+    assert voc_palette() == expected
+    colors = np.array(voc_palette()).reshape(256, 3)
+    assert colors[[0, 1, 15, 255]].tolist() == [[0, 0, 0], [128, 0, 0], [192, 128, 128], [224, 224, 192]]
 
 
 def test_writer_writes_masks_and_overlays(tmp_path: Path) -> None:

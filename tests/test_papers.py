@@ -1,4 +1,5 @@
-"""The papers' parameter and MAdds tables (../shared/PAPERS.md), reproduced by ``model_summary``."""
+"""The papers' parameter and MAdds tables, reproduced by ``model_summary``: MobileNetV1 Tables 6, 7, 10, 12 and 13,
+MobileNetV2 Tables 4, 6 and 7."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ ROWS = [
     ("mobilenet_v1", 1.0, 160, "4.2", "290"),
     ("mobilenet_v1", 1.0, 128, "4.2", "186"),
     ("mobilenet_v2", 1.0, 224, "3.4", "300"),  # V2 Table 4
-    # V2 Table 4 prints 6.9M for 1.4, which the architecture cannot give; PAPERS.md gives the released
-    # TF-slim checkpoint's 6.06M / 582M, which it does.
+    # V2 Table 4 prints 6.9M for 1.4, which the architecture cannot give; the released TF-slim checkpoint
+    # (mobilenet_v2_1.4_224) has 6.06M / 582M, which it does.
     ("mobilenet_v2", 1.4, 224, "6.06", "582"),
 ]
 
@@ -104,7 +105,7 @@ def test_segmentation_table(
 # Fine-grained recognition (V1 Table 10, Stanford Dogs, 120 classes) and face attributes (V1 Table 12, 40
 # outputs): the plain classifier with K outputs, through the command the issue names, within 5% or the printed
 # precision. Table 12 prints 45 and 15 MAdds for the 0.25 rows, which the architecture cannot give (41 with
-# 1000 classes in Table 6); PAPERS.md asks for the structure's 41 and 13.4.
+# 1000 classes in Table 6); we check the structure's 41 and 13.4.
 FINE_GRAINED_ROWS = [
     (120, 1.0, 224, "3.3", "569"),
     (120, 0.75, 224, "1.9", "325"),

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from albumentations.augmentations.pixel import functional as fpixel
+from data_trees import DataTrees
 from PIL import Image
 from scipy.stats import ks_2samp
 from torch.utils.data import DataLoader
@@ -40,7 +41,6 @@ from mobiletasks.data.transforms import (
     train_transform,
 )
 
-COCO_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128" / "images" / "train2017"
 DRAWS = 300
 
 
@@ -480,9 +480,9 @@ def test_read_image_decodes_jpegs_as_pillow_does(tmp_path: Path, options: dict) 
     np.testing.assert_array_equal(out, pillow_rgb(data))
 
 
-@pytest.mark.skipif(not COCO_IMAGES.is_dir(), reason=f"needs the real data in {COCO_IMAGES}")
-def test_read_image_decodes_photos_as_pillow_does() -> None:
-    for path in sorted(COCO_IMAGES.glob("*.jpg"))[:12]:
+def test_read_image_decodes_photos_as_pillow_does(trees: DataTrees) -> None:
+    """coco128's photographs (or the stand-in's pictures, without them)."""
+    for path in sorted((trees.coco128 / "images" / "train2017").glob("*.jpg"))[:12]:
         np.testing.assert_array_equal(read_image(path), pillow_rgb(path.read_bytes()), err_msg=str(path))
 
 

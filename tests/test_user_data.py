@@ -10,14 +10,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
+from data_trees import DataTrees
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from user_data import (
-    COCO128,
     ROOT,
     binary_person_mask,
     coco_copy,
@@ -202,7 +201,8 @@ def test_string_image_ids_end_to_end(prefix: str, tmp_path: Path) -> None:
     assert evaluate_results_file(annotations, results)["map"] == pytest.approx(1.0)
     as_ints = [{**r, "image_id": int(r["image_id"].removeprefix(prefix))} for r in evaluator.results()]
     results.write_text(json.dumps(as_ints))
-    with pytest.raises(ValueError, match=r"names image_id 139 \(int\).*like '[a-z_]*000000000139' \(str\)"):
+    first = min(r["image_id"] for r in as_ints)  # 139 in coco128's val2017
+    with pytest.raises(ValueError, match=rf"names image_id {first} \(int\).*like '[a-z_]*{first:012d}' \(str\)"):
         evaluate_results_file(annotations, results)
 
 
@@ -431,7 +431,9 @@ def test_predict_runs_with_the_stated_threshold(detection_run: Path, monkeypatch
     assert all(s >= threshold - 1e-4 for s in high) and len(high) < len(scores)
 
 
-def test_settings_the_weights_do_not_fit_are_refused(detection_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_the_weights_do_not_fit_are_refused(
+    detection_run: Path, trees: DataTrees, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(detection_run)
     (last,) = detection_run.glob("runs/**/last.ckpt")
     args = ["--data.init_args.num_images", "12", "--ckpt_path", str(last)]
@@ -440,12 +442,12 @@ def test_settings_the_weights_do_not_fit_are_refused(detection_run: Path, monkey
         match=r"does not fit the model.*model_kwargs=\{'width_mult': 1\.0\} \(the checkpoint: \{'width_mult': 0\.5\}\)",
     ):
         cli("validate", "detection/quickstart.yaml", *args, "--model.init_args.model_kwargs", "{width_mult: 1.0}")
-    coco = ["--data.init_args.root", str(COCO128), "--data.init_args.train_images", "images/train2017"]
+    coco = ["--data.init_args.root", str(trees.coco128), "--data.init_args.train_images", "images/train2017"]
     coco += ["--data.init_args.val_images", "images/val2017", "--ckpt_path", str(last)]
-    if COCO128.is_dir():  # 80 classes linked from the data module, 5 in the checkpoint
-        with pytest.raises(ValueError, match=r"does not fit the model.*num_classes=80 \(the checkpoint: 5\)") as err:
-            cli("validate", "detection/ssdlite_mobilenet_v2_coco.yaml", *coco)
-        assert "warmup_steps" not in str(err.value)  # it differs too, but does not shape the weights
+    # 80 classes linked from the data module, 5 in the checkpoint
+    with pytest.raises(ValueError, match=r"does not fit the model.*num_classes=80 \(the checkpoint: 5\)") as err:
+        cli("validate", "detection/ssdlite_mobilenet_v2_coco.yaml", *coco)
+    assert "warmup_steps" not in str(err.value)  # it differs too, but does not shape the weights
 
 
 @needs_data
@@ -485,16 +487,10 @@ def test_validate_runs_multiscale_when_stated(
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def photos(trees: DataTrees, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``cam1/0001.jpg``, ``cam2/0001.jpg`` (two different photos) and ``cam2/0001.png`` (a third)."""
     folder = tmp_path_factory.mktemp("photos")
-    sources = sorted((ROOT.parent / "shared" / "data" / "coco128" / "images" / "val2017").glob("*.jpg"))[:3]
-    if not sources:  # without the real data: generated pictures will do
-        sources = []
-        for k in range(3):
-            path = folder / f"source{k}.jpg"
-            Image.fromarray(np.random.default_rng(k).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
-            sources.append(path)
+    sources = sorted((trees.coco128 / "images" / "val2017").glob("*.jpg"))[:3]
     for source, name in zip(sources, ("cam1/0001.jpg", "cam2/0001.jpg", "cam2/0001.png"), strict=True):
         (folder / name).parent.mkdir(exist_ok=True)
         Image.open(source).convert("RGB").resize((96, 72)).save(folder / name)

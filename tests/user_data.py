@@ -1,5 +1,6 @@
-"""Users' own files, rebuilt from copies of the real coco128 / voc128 files: helpers shared by the tests of the
-failure kinds (``test_user_data.py``) and of ``mobiletasks data check`` (``test_data_check.py``)."""
+"""Users' own files, rebuilt from copies of the coco128 / voc128 files (the real ones, or their synthetic
+stand-ins): helpers shared by the tests of the failure kinds (``test_user_data.py``) and of
+``mobiletasks data check`` (``test_data_check.py``)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from data_trees import current
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-COCO128 = DATA / "coco128"
-VOC128 = DATA / "voc128"
-VAL_JSON = COCO128 / "annotations" / "instances_val2017.json"
-VAL_IMAGES = COCO128 / "images" / "val2017"
-needs_data = pytest.mark.skipif(not COCO128.is_dir(), reason=f"real data not found in {DATA}")
+needs_data = pytest.mark.usefixtures("trees")  # the helpers below copy from the session's trees
 
 
 def coco_copy(
@@ -27,14 +24,15 @@ def coco_copy(
 ) -> tuple[Path, Path]:
     """The first ``count`` images of a coco128 split and their annotations, copied under ``folder``
     (``images/``, ``instances.json``); ``edit(data)`` may change the json first."""
-    data = json.loads((COCO128 / "annotations" / f"instances_{split}.json").read_text())
+    coco128 = current().coco128
+    data = json.loads((coco128 / "annotations" / f"instances_{split}.json").read_text())
     data["images"] = sorted(data["images"], key=lambda im: im["id"])[:count]
     ids = {im["id"] for im in data["images"]}
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     for image in data["images"]:
-        shutil.copy(COCO128 / "images" / split / image["file_name"], images / image["file_name"])
+        shutil.copy(coco128 / "images" / split / image["file_name"], images / image["file_name"])
     if edit is not None:
         edit(data)
     annotations = folder / "instances.json"
@@ -57,7 +55,7 @@ def voc_copy(
 ) -> Path:
     """A VOCdevkit under ``folder`` with voc128's 2012 val images (all, or ``ids``), their XML and masks;
     ``edit_mask(values)`` rewrites each mask (saved as a grayscale PNG then). Returns the VOCdevkit folder."""
-    source = VOC128 / "VOC2012"
+    source = current().voc128 / "VOC2012"
     root = folder / "VOCdevkit"
     target = root / "VOC2012"
     for sub in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Main", "ImageSets/Segmentation"):
@@ -80,8 +78,9 @@ def voc_copy(
 
 def person_ids(limit: int = 6) -> list[str]:
     """voc128 val images whose mask shows a person (VOC label 15)."""
-    masks = sorted((VOC128 / "VOC2012" / "SegmentationClass").glob("*.png"))
-    val = set((VOC128 / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").read_text().split())
+    year = current().voc128 / "VOC2012"
+    masks = sorted((year / "SegmentationClass").glob("*.png"))
+    val = set((year / "ImageSets" / "Segmentation" / "val.txt").read_text().split())
     found = [m.stem for m in masks if m.stem in val and (np.array(Image.open(m)) == 15).any()]
     return found[:limit]
 
