@@ -49,7 +49,7 @@ class Registry:
             key = name or fn.__name__
             old = self._builders.get(key)
             if old is not None and not _redefines(fn, old):
-                owner = getattr(old, "__module__", "?")
+                owner = f"{getattr(old, '__module__', '?')}.{getattr(old, '__qualname__', '?')}"
                 raise ValueError(f"{self.kind} {key!r} is already registered (by {owner}); pick another name")
             self._builders[key] = fn
             return fn

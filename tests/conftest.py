@@ -53,9 +53,13 @@ def calibrate(model: nn.Module, images: torch.Tensor) -> nn.Module:
     return model
 
 
-# The real coco128 and voc128 files live outside the repository, in ../shared/data beside the checkout;
-# MOBILETASKS_REAL_DATA names another folder holding them (a missing one hides them, as on a fresh clone).
-REAL_DATA = Path(os.environ.get("MOBILETASKS_REAL_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+# The real coco128 and voc128 files: in the folder MOBILETASKS_REAL_DATA names (a missing one hides them, as on a
+# fresh clone), else in the repository's data/ (a copy or a link), else in ../shared/data beside the checkout.
+_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(
+    os.environ.get("MOBILETASKS_REAL_DATA")
+    or next((d for d in (_ROOT / "data", _ROOT.parent / "shared" / "data") if (d / "coco128").is_dir()), _ROOT / "data")
+)
 HAS_REAL_DATA = (REAL_DATA / "coco128").is_dir() and (REAL_DATA / "voc128").is_dir()
 # what the tests know of the real files
 REAL_TREES = DataTrees(

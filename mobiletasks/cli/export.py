@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, help="square input side (default: the model's or the run's)")
     p.add_argument("--class-names", help="comma-separated class names (default: the run's, else class_0, ...)")
     p.add_argument("--static-batch", action="store_true", help="batch size fixed to 1 (default: dynamic)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: mobiletasks.deploy.OPSET)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: mobiletasks.deploy.onnx.OPSET)")
     p.add_argument("--int8", action="store_true", help="also write <output>.int8.onnx: static int8 quantization")
     p.add_argument("--calibration-images", help="with --int8: a folder of training images to calibrate on")
     p.add_argument("--calibration-count", type=int, default=64, help="with --int8: images used (default 64)")

@@ -42,7 +42,7 @@ class SegmentationWriter(BasePredictionWriter):
     the format of VOC's ``SegmentationClass``), and for the first ``max_images`` images
     ``overlays/<file name>.png``: the picture with each predicted class but background painted over it. The
     file name is the image's path relative to its folder (one output per input, see
-    :class:`~mobiletasks.tasks.writers.OutputNames`). ``predictions.json`` lists per image its ``file_name``,
+    :class:`~mobiletasks.tasks.writers.base.OutputNames`). ``predictions.json`` lists per image its ``file_name``,
     ``mask``, ``overlay`` (paths relative to ``output_dir``, or null) and the predicted ``classes``.
 
     Predictions are cropped to the image's own size (the target's ``size``), undoing the batch's padding. Under
