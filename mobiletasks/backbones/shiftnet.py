@@ -21,7 +21,6 @@ Taps, ResNet style: ``conv1`` is the stem (stride 2), ``layer1`` to ``layer4`` t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -32,7 +31,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 from ..compat import make_divisible
 from ..registry import register_backbone, register_model
 from ._mobilenet import DilationPlan, MobileNetBase, Tap
-from .base import FeatureInfo, OutFeatures, check_width
+from .base import FeatureInfo, check_width
 
 __all__ = ["Shift", "ShiftBlock", "ShiftNet", "ShiftNetConfig", "shift", "shiftnet_backbone"]
 
@@ -280,32 +279,13 @@ class ShiftNet(MobileNetBase):
     def __init__(
         self,
         config: ShiftNetConfig = "A",
-        num_classes: int = 1000,
         width_mult: float = 1.0,
-        dropout: float | None = None,
-        output_stride: int = 32,
-        features_only: bool = False,
-        out_features: OutFeatures = None,
-        frozen_stages: int = 0,
-        freeze_bn: bool = False,
-        image_mean: Sequence[float] | None = None,
-        image_std: Sequence[float] | None = None,
+        **kwargs: Any,
     ) -> None:
         if config not in CONFIG_WIDTH:
             raise ValueError(f"config must be one of {sorted(CONFIG_WIDTH)} (ShiftNet-A/B/C), got {config!r}")
         check_width(width_mult)
-        super().__init__(
-            num_classes=num_classes,
-            width_mult=CONFIG_WIDTH[config] * width_mult,
-            dropout=dropout,
-            output_stride=output_stride,
-            features_only=features_only,
-            out_features=out_features,
-            frozen_stages=frozen_stages,
-            freeze_bn=freeze_bn,
-            image_mean=image_mean,
-            image_std=image_std,
-        )
+        super().__init__(width_mult=CONFIG_WIDTH[config] * width_mult, **kwargs)
         self.config = config
 
     def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[Tap], list[int]]:

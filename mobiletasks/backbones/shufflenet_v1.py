@@ -38,7 +38,6 @@ sequence of layers whose stride doubles at stage boundaries.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -47,7 +46,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from ..registry import register_backbone, register_model
 from ._mobilenet import DilationPlan, MobileNetBase, Tap
-from .base import FeatureInfo, OutFeatures
+from .base import FeatureInfo
 
 GROUPS = (1, 2, 3, 4, 8)
 
@@ -171,12 +170,12 @@ class ShuffleNetV1(MobileNetBase):
     reduction 4), ``stage2`` (8), ``stage3`` (16) and ``stage4`` (32), each capped at ``output_stride``.
 
     Args:
-        num_classes: classifier outputs (ignored with ``features_only``).
         groups: groups of the pointwise convolutions, one of 1, 2, 3, 4, 8 (paper Table 1).
         width_mult: the scale factor s of "ShuffleNet s x" (the paper uses 0.25 to 2); channels are rounded to
             suit ``groups`` (:func:`stage_channels`).
         dropout: dropout before the classifier (default 0: the paper uses none).
-        output_stride, features_only, out_features, frozen_stages, freeze_bn, image_mean, image_std: as
+        kwargs: ``num_classes``, ``output_stride``, ``features_only``, ``out_features``, ``frozen_stages``,
+            ``freeze_bn``, ``image_mean``, ``image_std``, by name, as
             :class:`~mobiletasks.backbones._mobilenet.MobileNetBase`. The 5 stages for ``frozen_stages`` are Conv1,
             MaxPool (no parameters), Stage2, Stage3, Stage4.
 
@@ -194,17 +193,9 @@ class ShuffleNetV1(MobileNetBase):
 
     def __init__(
         self,
-        num_classes: int = 1000,
         groups: int = 3,
         width_mult: float = 1.0,
-        dropout: float | None = None,
-        output_stride: int = 32,
-        features_only: bool = False,
-        out_features: OutFeatures = None,
-        frozen_stages: int = 0,
-        freeze_bn: bool = False,
-        image_mean: Sequence[float] | None = None,
-        image_std: Sequence[float] | None = None,
+        **kwargs: Any,
     ) -> None:
         if isinstance(groups, bool) or groups not in GROUPS:
             raise ValueError(f"groups must be one of {GROUPS} (ShuffleNet paper, Table 1), got {groups!r}")
@@ -213,18 +204,7 @@ class ShuffleNetV1(MobileNetBase):
                 f"width_mult must be a number in (0, 4], got {width_mult!r} (the ShuffleNet paper uses 0.25 to 2)"
             )
         self.groups = groups  # read by _layers, which the base's __init__ calls
-        super().__init__(
-            num_classes=num_classes,
-            width_mult=width_mult,
-            dropout=dropout,
-            output_stride=output_stride,
-            features_only=features_only,
-            out_features=out_features,
-            frozen_stages=frozen_stages,
-            freeze_bn=freeze_bn,
-            image_mean=image_mean,
-            image_std=image_std,
-        )
+        super().__init__(width_mult=width_mult, **kwargs)
 
     def _layers(self, plan: DilationPlan) -> tuple[list[nn.Module], list[Tap], list[int]]:
         stem, widths = stage_channels(self.groups, self.width_mult)
