@@ -58,8 +58,10 @@ def measure(models: dict[str, nn.Module], size: int, rounds: int, iters: int) ->
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def latency_arguments(description: str | None) -> argparse.Namespace:
+    """The batch-1 latency scripts' arguments (``--size``, ``--rounds``, ``--iters``, ``--threads``, ``--json``),
+    parsed, with torch's threads and seed set from them."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--iters", type=int, default=10)
@@ -69,6 +71,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    return args
+
+
+def main() -> None:
+    args = latency_arguments(__doc__)
     models = {name: build().eval() for name, build in peers().items()}
     for name in ("mobiletasks mobilenet_v2", "torchvision mobilenet_v2"):
         models[f"{name} +opt"] = optimize_for_inference(models[name])

@@ -12,7 +12,6 @@ with each shift run as the equivalent depthwise convolution with one-hot 3x3 ker
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import platform
@@ -20,7 +19,7 @@ import statistics
 from typing import Any
 
 import torch
-from backbones import measure
+from backbones import latency_arguments, measure
 from torch import nn
 
 from mobiletasks import create_model, model_summary, optimize_for_inference
@@ -40,10 +39,15 @@ def macs(model: nn.Module, size: int) -> int:
     return int(model_summary(model, size).macs)
 
 
-def matched_v2(target: int, size: int) -> tuple[float, nn.Module]:
-    """The MobileNetV2 whose MACs at ``size`` are closest to ``target``, and its width multiplier."""
-    widths = [round(0.1 + 0.05 * i, 2) for i in range(59)]  # 0.1 to 3.0
-    best = min(widths, key=lambda w: abs(macs(create_model("mobilenet_v2", width_mult=w), size) - target))
+def mobilenet_v2_macs(size: int) -> dict[float, int]:
+    """MobileNetV2's MACs at ``size`` for each width multiplier from 0.1 to 3.0 in steps of 0.05, counted once."""
+    widths = [round(0.1 + 0.05 * i, 2) for i in range(59)]
+    return {w: macs(create_model("mobilenet_v2", width_mult=w), size) for w in widths}
+
+
+def matched_v2(target: int, v2_macs: dict[float, int]) -> tuple[float, nn.Module]:
+    """The MobileNetV2 whose MACs (``v2_macs``, per width) are closest to ``target``, and its width multiplier."""
+    best = min(v2_macs, key=lambda w: abs(v2_macs[w] - target))
     return best, create_model("mobilenet_v2", width_mult=best)
 
 
@@ -65,26 +69,18 @@ def shift_bytes(model: nn.Module, size: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = latency_arguments(__doc__)
+    v2_macs = mobilenet_v2_macs(args.size)
     models: dict[str, nn.Module] = {}
     info: dict[str, dict[str, Any]] = {}
     for label, spec in NETWORKS.items():
         kwargs = {k: v for k, v in spec.items() if k != "name"}
         net = create_model(spec["name"], **kwargs).eval()
         count = macs(net, args.size)
-        width, v2 = matched_v2(count, args.size)
+        width, v2 = matched_v2(count, v2_macs)
         partner = f"mobilenet_v2 {width}"
         info[label] = {"macs": count, "params": sum(p.numel() for p in net.parameters()), "partner": partner}
-        info[label]["partner_macs"] = macs(v2, args.size)
+        info[label]["partner_macs"] = v2_macs[width]
         info[label]["shift_mb"] = shift_bytes(net, args.size) / 1e6
         models[f"{label} +opt"] = optimize_for_inference(net)
         if info[label]["shift_mb"]:
