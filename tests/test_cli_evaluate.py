@@ -31,7 +31,8 @@ def test_json_equals_pycocotools(perturbed: Perturbed, capsys: pytest.CaptureFix
     annotations, results, expected = perturbed
     assert main(["evaluate", "--annotations", str(annotations), "--results", str(results), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert list(printed) == list(STAT_NAMES)
+    assert list(printed)[: len(STAT_NAMES)] == list(STAT_NAMES)  # then ap/<category>, as pycocotools per category
+    assert all(key.startswith("ap/") for key in list(printed)[len(STAT_NAMES) :])
     assert printed == expected
     assert 0.2 < printed["map"] < 0.9
 
@@ -51,9 +52,13 @@ def test_table(perturbed: Perturbed, capsys: pytest.CaptureFixture[str]) -> None
     annotations, results, expected = perturbed
     assert main(["evaluate", "--annotations", str(annotations), "--results", str(results)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list(STAT_NAMES)
+    assert [line.split()[0] for line in lines[: len(STAT_NAMES)]] == list(STAT_NAMES)
     assert lines[0].split()[1] == f"{expected['map']:.4f}" and "IoU=0.50:0.95" in lines[0]
     assert lines[1].split()[1] == f"{expected['map_50']:.4f}" and "IoU=0.50 " in lines[1]
+    # then a blank line, a heading, and "ap/<category>  AP" per category with ground truth (names may hold spaces)
+    assert lines[len(STAT_NAMES)] == "" and lines[len(STAT_NAMES) + 1].startswith("per category, AP @ IoU=0.50:0.95")
+    per_category = dict(line.rsplit(None, 1) for line in lines[len(STAT_NAMES) + 2 :])
+    assert per_category == {k: f"{v:.4f}" for k, v in expected.items() if k.startswith("ap/")}
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,12 @@ def annotations_file(split: str) -> Path:
     return current().coco128 / "annotations" / f"instances_{split}.json"
 
 
-def pycocotools_stats(annotations: Path | COCO, results: Path | list[dict[str, Any]]) -> dict[str, float]:
-    """The reference: pycocotools run as its README shows (on every image of the annotations)."""
+def pycocotools_stats(
+    annotations: Path | COCO, results: Path | list[dict[str, Any]], per_category: bool = True
+) -> dict[str, float]:
+    """The reference: pycocotools run as its README shows (on every image of the annotations); with
+    ``per_category``, then ``ap/<name>`` of each category with ground truth: the first stat of a separate COCOeval
+    run restricted to that category (``params.catIds = [id]``, as torchmetrics' ``class_metrics`` does)."""
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = annotations if isinstance(annotations, COCO) else COCO(str(annotations))
         coco_dt = coco_gt.loadRes(results if isinstance(results, list) else str(results))
@@ -33,7 +37,16 @@ def pycocotools_stats(annotations: Path | COCO, results: Path | list[dict[str, A
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
-    return dict(zip(STAT_NAMES, coco_eval.stats.tolist(), strict=True))
+        stats = dict(zip(STAT_NAMES, coco_eval.stats.tolist(), strict=True))
+        for category in sorted(coco_gt.getCatIds()) if per_category else []:
+            one = COCOeval(coco_gt, coco_dt, "bbox")
+            one.params.catIds = [category]
+            one.evaluate()
+            one.accumulate()
+            one.summarize()
+            if one.stats[0] > -1:  # -1: no ground truth of the category
+                stats[f"ap/{coco_gt.cats[category]['name']}"] = float(one.stats[0])
+    return stats
 
 
 def perturbed_results(annotations: Path, seed: int = 0) -> list[dict[str, Any]]:
@@ -202,6 +215,7 @@ def test_equals_pycocotools_on_perturbed_results(split: str, tmp_path: Path) -> 
     results_file.write_text(json.dumps(detections))
     expected = pycocotools_stats(annotations, results_file)
     assert 0.2 < expected["map"] < 0.9  # a realistic mix of hits and misses, not a degenerate case
+    assert len(expected) > len(STAT_NAMES) + 10  # the APs of the categories with ground truth follow the stats
 
     evaluator = COCOEvaluator(annotations)
     assert evaluate(evaluator, detections) == expected
@@ -222,7 +236,7 @@ def test_only_images_seen_are_evaluated() -> None:
         evaluator.update(preds, targets)
     assert evaluator.compute()["map"] == pytest.approx(1.0, abs=1e-12)
     # the same detections scored on every image miss the other half's objects
-    assert pycocotools_stats(coco_gt, evaluator.results())["map"] < 0.9
+    assert pycocotools_stats(coco_gt, evaluator.results(), per_category=False)["map"] < 0.9
 
 
 def test_empty_detections_give_zeros(tmp_path: Path) -> None:
@@ -230,11 +244,16 @@ def test_empty_detections_give_zeros(tmp_path: Path) -> None:
     assert evaluator.compute() == dict.fromkeys(STAT_NAMES, -1.0)  # nothing seen: undefined, as pycocotools says
     evaluator.update([prediction([], [], [])], [{"image_id": 1}])
     assert evaluator.results() == []
-    assert evaluator.compute() == dict.fromkeys(STAT_NAMES, 0.0)
+    # image 1 holds a cat (no dog): its AP is 0, as pycocotools gives a category with ground truth and no detection
+    assert evaluator.compute() == {**dict.fromkeys(STAT_NAMES, 0.0), "ap/cat": 0.0}
     annotations, results = tmp_path / "gt.json", tmp_path / "results.json"
     annotations.write_text(json.dumps(tiny_coco().dataset))
     results.write_text("[]")
-    assert evaluate_results_file(annotations, results) == dict.fromkeys(STAT_NAMES, 0.0)
+    assert evaluate_results_file(annotations, results) == {
+        **dict.fromkeys(STAT_NAMES, 0.0),
+        "ap/cat": 0.0,
+        "ap/dog": 0.0,
+    }
 
 
 def test_category_ids_map_labels(tmp_path: Path) -> None:

@@ -4,6 +4,10 @@
 results (xywh, original category ids) and runs ``COCOeval`` on the images it has seen; crowd regions of the
 ground truth are ignore regions, as pycocotools treats them. ``evaluate_results_file`` scores a results file
 written by ``COCOEvaluator.write_results`` (or by any other detector) against an annotations file.
+
+Both also give the AP of each category (``ap/<name>``) and keep ``COCOeval``'s precision array, from the same
+``COCOeval`` run as the twelve stats, for the per-category precision-recall curves of ``figures()`` and
+``tables()`` (:mod:`mobiletasks.evaluation.plots`).
 """
 
 from __future__ import annotations
@@ -13,18 +17,25 @@ import io
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from pycocotools.cocoeval import COCOeval, Params
 from torch import Tensor
 
 from mobiletasks.common import PathLike
 
 from .coco_json import ImageId, complete_dataset, describe, id_order, is_image_id, is_number, read_json, read_results
 from .distributed import gather
+from .plots import Curve, Row, pr_curve_figure, pr_curve_table, unique_names
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +102,128 @@ def completed(coco: COCO) -> COCO:
     return coco if complete else index_coco(complete_dataset(dict(coco.dataset), "the COCO index passed in"))
 
 
+# what the per-category ``ap/<name>`` is, in COCOeval.summarize's words (its first stat, for one category)
+CATEGORY_AP_DESCRIPTION = "AP @ IoU=0.50:0.95 area=all    maxDets=100"
+
+
+@dataclass(frozen=True)
+class COCOEvaluation:
+    """The outcome of one ``COCOeval`` run (boxes): the twelve stats, the printed summary and the precision array
+    behind the per-category APs and precision-recall curves.
+
+    Attributes:
+        stats: the twelve ``COCOeval.stats`` under ``STAT_NAMES``.
+        summary: the text ``COCOeval.summarize`` prints (or a sentence when it did not run).
+        category_ids: the ``K`` category ids of the ground truth, sorted: pycocotools' order of the category axis.
+        category_names: their names, made unique by appending ``_<id>`` to a name two categories share.
+        precision: float64 [T=10, R=101, K]: ``COCOeval.eval["precision"]`` at area "all" and maxDets 100, the
+            interpolated precision per IoU threshold, recall threshold and category; -1 for a category without a
+            (non-crowd) ground-truth box among the images scored. None when no image scored has any.
+        iou_thresholds: [T] float64, 0.50, 0.55, ..., 0.95 (``params.iouThrs``).
+        recall_thresholds: [R] float64, 0.00, 0.01, ..., 1.00 (``params.recThrs``).
+    """
+
+    stats: dict[str, float]
+    summary: str
+    category_ids: list[int]
+    category_names: list[str]
+    precision: npt.NDArray[np.float64] | None
+    iou_thresholds: npt.NDArray[np.float64]
+    recall_thresholds: npt.NDArray[np.float64]
+
+    def category_aps(self) -> dict[str, float]:
+        """``ap/<name>`` of every category with ground truth: AP @ IoU=0.50:0.95, area all, maxDets 100, the mean
+        of its precision entries that are defined (> -1), as ``COCOeval.summarize`` computes ``map`` over all
+        categories (and torchmetrics' ``MeanAveragePrecision(class_metrics=True)`` its ``map_per_class``).
+        Categories without ground truth are left out."""
+        if self.precision is None:
+            return {}
+        aps = {}
+        for k, name in enumerate(self.category_names):
+            precision = self.precision[:, :, k]
+            defined = precision[precision > -1]
+            if defined.size:
+                aps[f"ap/{name}"] = float(np.mean(defined))
+        return aps
+
+    def metrics(self) -> dict[str, float]:
+        """The twelve stats, then ``ap/<name>`` per category with ground truth (:meth:`category_aps`)."""
+        return {**self.stats, **self.category_aps()}
+
+    def curves(self) -> list[Curve]:
+        """Per category with ground truth, the precision at each of the 101 recall thresholds averaged over the ten
+        IoU thresholds (its mean over the recall thresholds is the category's AP), with the IoU=0.50 curve as the
+        dashed one."""
+        if self.precision is None:
+            return []
+        at_50 = int(np.argmin(np.abs(self.iou_thresholds - 0.5)))
+        curves = []
+        for k, name in enumerate(self.category_names):
+            precision = self.precision[:, :, k]
+            if not (precision > -1).any():
+                continue
+            curves.append(
+                Curve(
+                    name,
+                    self.recall_thresholds,
+                    precision.mean(axis=0),
+                    float(np.mean(precision[precision > -1])),
+                    dashed=(self.recall_thresholds, precision[at_50]),
+                )
+            )
+        return curves
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"pr_curve": Figure}``: one panel per category with ground truth (:meth:`curves`), or ``{}`` when no
+        category has any."""
+        curves = self.curves()
+        if not curves:
+            return {}
+        title = (
+            "COCO precision-recall per category (area all, 100 detections): solid = mean over IoU 0.50:0.95 "
+            "(its mean is the AP), dashed = IoU 0.50"
+        )
+        return {"pr_curve": pr_curve_figure(curves, title)}
+
+    def tables(self) -> dict[str, list[Row]]:
+        """``{"pr_curve": rows}``: header ``["class", "recall", "precision"]``, then for each category with ground
+        truth its 101 points of the mean-over-IoU curve (their mean is ``ap/<class>``); ``{}`` when none has any."""
+        curves = self.curves()
+        return {"pr_curve": pr_curve_table(curves)} if curves else {}
+
+
+def _category_names(coco_gt: COCO, category_ids: Sequence[int]) -> list[str]:
+    names = [str(coco_gt.cats[c].get("name", c)) for c in category_ids]
+    return unique_names(names, category_ids)
+
+
 def run_cocoeval(
     coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[ImageId] | None = None
-) -> tuple[dict[str, float], str]:
-    """``COCOeval`` (boxes) of ``results`` on ``image_ids`` (default: all images of ``coco_gt``).
+) -> COCOEvaluation:
+    """``COCOeval`` (boxes) of ``results`` on ``image_ids`` (default: all images of ``coco_gt``), run once.
 
-    Returns the twelve stats under ``STAT_NAMES`` and the text ``COCOeval.summarize`` prints. Without any
-    ground-truth box among the images every stat is -1, undefined, as pycocotools reports it (and a warning
-    says so); else no results at all gives zeros (pycocotools' ``loadRes`` cannot take an empty list).
+    Returns the twelve stats under ``STAT_NAMES``, the text ``COCOeval.summarize`` prints and the precision
+    array at area "all", maxDets 100 (:class:`COCOEvaluation`). Without any ground-truth box among the images
+    every stat is -1, undefined, as pycocotools reports it (and a warning says so), and there is no precision
+    array; else no results at all gives zeros (pycocotools' ``loadRes`` cannot take an empty list), and the
+    precision pycocotools would give: 0 for each category with ground truth, -1 for the others.
     ``results`` are modified in place by ``loadRes`` (it adds area, id, iscrowd): pass fresh dicts.
     """
+    params = Params(iouType="bbox")
+    category_ids = sorted(coco_gt.getCatIds())
+    names = _category_names(coco_gt, category_ids)
+
+    def outcome(stats: dict[str, float], summary: str, precision: npt.NDArray[np.float64] | None) -> COCOEvaluation:
+        return COCOEvaluation(
+            stats,
+            summary,
+            category_ids,
+            names,
+            precision,
+            np.asarray(params.iouThrs, dtype=np.float64),
+            np.asarray(params.recThrs, dtype=np.float64),
+        )
+
     scored = None if image_ids is None else set(image_ids)
     boxes = [
         a
@@ -113,9 +236,12 @@ def run_cocoeval(
             f"no ground-truth box among the {count} images scored: every stat is -1 (undefined), as pycocotools says"
         )
         log.warning(undefined)
-        return dict.fromkeys(STAT_NAMES, -1.0), undefined + "\n"
+        return outcome(dict.fromkeys(STAT_NAMES, -1.0), undefined + "\n", None)
     if not results:
-        return dict.fromkeys(STAT_NAMES, 0.0), "no detections: every stat is 0\n"
+        with_boxes = {a["category_id"] for a in boxes}
+        precision = np.full((len(params.iouThrs), len(params.recThrs), len(category_ids)), -1.0)
+        precision[:, :, [k for k, c in enumerate(category_ids) if c in with_boxes]] = 0.0
+        return outcome(dict.fromkeys(STAT_NAMES, 0.0), "no detections: every stat is 0\n", precision)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(results)
         coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
@@ -126,7 +252,11 @@ def run_cocoeval(
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         coco_eval.summarize()
-    return dict(zip(STAT_NAMES, (float(s) for s in coco_eval.stats), strict=True)), text.getvalue()
+    p = coco_eval.params  # its catIds default to sorted(coco_gt.getCatIds()): category_ids
+    area, max_dets = list(p.areaRngLbl).index("all"), list(p.maxDets).index(100)
+    precision = np.asarray(coco_eval.eval["precision"][:, :, :, area, max_dets], dtype=np.float64).copy()
+    stats = dict(zip(STAT_NAMES, (float(s) for s in coco_eval.stats), strict=True))
+    return outcome(stats, text.getvalue(), precision)
 
 
 class COCOEvaluator:
@@ -140,7 +270,10 @@ class COCOEvaluator:
     ``update(preds, targets)`` takes per image a prediction dict (``boxes`` xyxy in original pixels,
     ``scores``, ``labels``) and a target dict with the COCO ``image_id``; an image seen again replaces its
     earlier detections. ``compute()`` returns the twelve ``COCOeval.stats`` under ``STAT_NAMES`` (``map``,
-    ``map_50``, ...) over the seen images only, and keeps pycocotools' printed table in ``summary``.
+    ``map_50``, ...) over the seen images only, then ``ap/<name>`` (AP @ IoU=0.50:0.95 of each category that has
+    ground truth among them), keeps pycocotools' printed table in ``summary`` and the whole outcome, precision
+    array included, in ``evaluation`` (:class:`COCOEvaluation`). ``figures()`` and ``tables()`` then give the
+    per-category precision-recall curves under ``"pr_curve"``.
 
     Example:
         >>> import torch
@@ -157,8 +290,12 @@ class COCOEvaluator:
         >>> evaluator.update([pred], [{"image_id": 7}])
         >>> evaluator.results()
         [{'image_id': 7, 'category_id': 3, 'bbox': [8.0, 8.0, 20.0, 10.0], 'score': 0.9}]
-        >>> round(evaluator.compute()["map"], 6)  # pycocotools' precision is tp / (tp + fp + eps)
-        1.0
+        >>> metrics = evaluator.compute()
+        >>> round(metrics["map"], 6), round(metrics["ap/car"], 6)  # pycocotools' precision is tp / (tp + fp + eps)
+        (1.0, 1.0)
+        >>> table = evaluator.tables()["pr_curve"]
+        >>> sorted(evaluator.figures()), table[0], len(table)  # the header, then 101 recall points of "car"
+        (['pr_curve'], ['class', 'recall', 'precision'], 102)
     """
 
     def __init__(self, coco_gt: COCO | PathLike, category_ids: Sequence[int] | None = None) -> None:
@@ -174,13 +311,15 @@ class COCOEvaluator:
             )
         self.category_ids = torch.tensor(list(category_ids), dtype=torch.int64)
         self.summary = ""
+        self.evaluation: COCOEvaluation | None = None  # of the last compute()
         # image id -> (category ids [M], xywh boxes [M, 4] float64, scores [M] float64)
         self._detections: dict[ImageId, tuple[Tensor, Tensor, Tensor]] = {}
 
     def reset(self) -> None:
-        """Forget every image seen."""
+        """Forget every image seen (and the last ``compute()``)."""
         self._detections = {}
         self.summary = ""
+        self.evaluation = None
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Any]]) -> None:
         """Add one batch: a prediction dict and a target dict (with ``image_id``) per image."""
@@ -237,17 +376,36 @@ class COCOEvaluator:
         Path(path).write_text(json.dumps(self.results()))
 
     def compute(self) -> dict[str, float]:
-        """The twelve COCO stats over the images seen (all 0.0 when there is no detection at all); under
-        ``torch.distributed`` the images of every process, whose detections are gathered here first (so that
-        ``results()`` then holds them all). Every process must call it."""
+        """The twelve COCO stats over the images seen (all 0.0 when there is no detection at all), then
+        ``ap/<name>`` per category with ground truth there; under ``torch.distributed`` the images of every
+        process, whose detections are gathered here first (so that ``results()``, ``figures()`` and ``tables()``
+        then cover them all, on every process). Every process must call it."""
         for detections in gather(self._detections):
             self._detections.update(detections)
-        stats, self.summary = run_cocoeval(self.coco_gt, self.results(), list(self._detections))
-        return stats
+        self.evaluation = run_cocoeval(self.coco_gt, self.results(), list(self._detections))
+        self.summary = self.evaluation.summary
+        return self.evaluation.metrics()
+
+    def _computed(self) -> COCOEvaluation:
+        if self.evaluation is None:
+            raise RuntimeError("figures() and tables() show what compute() found: call compute() first")
+        return self.evaluation
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"pr_curve": Figure}`` of the last ``compute()``: per category with ground truth, precision against
+        the 101 recall thresholds, averaged over the ten IoU thresholds (solid) and at IoU 0.50 (dashed); ``{}``
+        when no category has ground truth among the images seen. ``RuntimeError`` before ``compute()``."""
+        return self._computed().figures()
+
+    def tables(self) -> dict[str, list[Row]]:
+        """``{"pr_curve": rows}`` of the last ``compute()``: ``["class", "recall", "precision"]``, then the 101
+        points of each category's mean-over-IoU curve, whose mean is its ``ap/<class>``; ``{}`` as ``figures()``."""
+        return self._computed().tables()
 
 
-def evaluate_results_file(annotations: PathLike, results: PathLike) -> dict[str, float]:
-    """The twelve COCO stats of a results file, on every image of the annotations file (as pycocotools does).
+def evaluate_results(annotations: PathLike, results: PathLike) -> COCOEvaluation:
+    """``COCOeval`` of a results file on every image of the annotations file (as pycocotools does), run once:
+    the twelve stats, per-category APs and precision-recall curves (:class:`COCOEvaluation`).
 
     Images without any result count as missed. Raises ``FileNotFoundError`` for a missing file and
     ``ValueError`` for a file that is not json, or results that name an image or category the annotations
@@ -270,5 +428,10 @@ def evaluate_results_file(annotations: PathLike, results: PathLike) -> dict[str,
             )
     if not anns:
         log.warning("results file %s holds no detection: every stat is 0", results)
-    stats, _ = run_cocoeval(coco_gt, anns)
-    return stats
+    return run_cocoeval(coco_gt, anns)
+
+
+def evaluate_results_file(annotations: PathLike, results: PathLike) -> dict[str, float]:
+    """The twelve COCO stats of a results file, on every image of the annotations file (as pycocotools does),
+    then ``ap/<name>`` per category with ground truth: :func:`evaluate_results`'s ``metrics()``. Errors as there."""
+    return evaluate_results(annotations, results).metrics()

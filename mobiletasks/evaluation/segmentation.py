@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,10 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from .distributed import gather_tensors, world_size
+from .plots import Row, confusion_matrix_figure, confusion_matrix_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["SegmentationEvaluator", "multiscale_logits"]
 
@@ -52,6 +57,9 @@ class SegmentationEvaluator:
 
     With no counted pixel at all, ``miou`` and ``pixel_acc`` are 0.0 and every class is missing.
 
+    After ``compute()``, ``figures()`` gives under ``"confusion_matrix"`` the matrix normalized per ground-truth
+    row, and ``tables()`` its pixel counts, from which IoU = diag / (row + column - diag) is ``iou/<name>``.
+
     Example:
         >>> evaluator = SegmentationEvaluator(3, ["background", "cat", "dog"])
         >>> mask = torch.tensor([[[0, 0, 1, 255]]])  # the last pixel is not counted
@@ -60,6 +68,8 @@ class SegmentationEvaluator:
         >>> metrics = evaluator.compute()  # background 1/2, cat 1/2, dog absent from both: missing
         >>> metrics["miou"], metrics["classes_missing"], metrics["iou/cat"], metrics["iou/dog"]
         (0.5, 1.0, 0.5, -1.0)
+        >>> evaluator.tables()["confusion_matrix"][1]  # background pixels: 1 right, 1 predicted as cat
+        ['background', 1, 1, 0]
     """
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, ignore_index: int | None = 255):
@@ -81,10 +91,12 @@ class SegmentationEvaluator:
         self.metric = MulticlassConfusionMatrix(
             num_classes, ignore_index=ignore_index, validate_args=False, dist_sync_fn=gather_tensors
         )
+        self.computed: Tensor | None = None  # the int64 [K, K] matrix of the last compute()
 
     def reset(self) -> None:
-        """Forget every pixel seen."""
+        """Forget every pixel seen (and the last ``compute()``)."""
         self.metric.reset()
+        self.computed = None
 
     def update(self, preds: Tensor, masks: Tensor) -> None:
         """Add a batch: ``preds`` logits [B, K, H, W] or labels [B, H, W], ``masks`` [B, H, W] class indices."""
@@ -147,8 +159,11 @@ class SegmentationEvaluator:
         return matrix.detach().to("cpu", torch.int64)
 
     def compute(self) -> dict[str, float]:
-        """``miou``, ``pixel_acc``, ``classes_missing`` and ``iou/<name>`` of every class (-1.0: missing)."""
-        matrix = self.confusion_matrix.to(torch.float64)
+        """``miou``, ``pixel_acc``, ``classes_missing`` and ``iou/<name>`` of every class (-1.0: missing); the
+        matrix read (the whole split under ``torch.distributed``: every process must call it) is kept in
+        ``computed`` for ``figures()`` and ``tables()``."""
+        self.computed = self.confusion_matrix
+        matrix = self.computed.to(torch.float64)
         total = float(matrix.sum())
         tp = matrix.diagonal()
         union = matrix.sum(dim=0) + matrix.sum(dim=1) - tp  # predicted + ground truth - both = TP + FP + FN
@@ -169,6 +184,29 @@ class SegmentationEvaluator:
             "classes_missing": float(len(missing)),
             **{f"iou/{n}": float(iou[c]) for c, n in enumerate(self.class_names)},
         }
+
+    def _computed(self) -> Tensor:
+        if self.computed is None:
+            raise RuntimeError("figures() and tables() show what compute() found: call compute() first")
+        return self.computed
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"confusion_matrix": Figure}`` of the last ``compute()``: the pixel counts divided by their
+        ground-truth row sums (the diagonal is each class's recall), class names on both axes; ``{}`` when no pixel
+        was counted. ``RuntimeError`` before ``compute()``."""
+        matrix = self._computed()
+        if not int(matrix.sum()):
+            return {}
+        title = f"Pixels per ground-truth class, normalized per row ({int(matrix.sum())} pixels)"
+        return {"confusion_matrix": confusion_matrix_figure(matrix.numpy(), self.class_names, title)}
+
+    def tables(self) -> dict[str, list[Row]]:
+        """``{"confusion_matrix": rows}`` of the last ``compute()``: ``["ground truth \\ prediction", *class_names]``,
+        then per class ``[name, *pixel counts]`` (not normalized); ``{}`` as ``figures()``."""
+        matrix = self._computed()
+        if not int(matrix.sum()):
+            return {}
+        return {"confusion_matrix": confusion_matrix_table(matrix.numpy(), self.class_names)}
 
 
 def multiscale_logits(

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -20,17 +21,88 @@ from torchvision.ops import box_iou
 
 from .coco_json import id_order
 from .distributed import gather
+from .plots import Curve, Row, pr_curve_figure, pr_curve_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrecisionEnvelope:
+    """The precision-recall curve of VOC2010+ AP (``VOCap.m``): the precision envelope of ranked detections.
+
+    Attributes:
+        found: float64 [N + 2], the true positives among the first n ranked detections for n = 0..N, then
+            ``num_gt`` (the devkit's ``mrec = [0; rec; 1]`` times ``num_gt``: counts, so steps are exact).
+        precision: float64 [N + 2], the envelope: the highest precision at rank n or later (the devkit's
+            ``mpre = [0; prec; 0]`` made monotone decreasing), so the last entry is 0.
+        num_gt: the positives to find (at least 1).
+
+    The AP is the area under the step curve that holds ``precision[i]`` on recall ``(recall[i-1], recall[i]]``.
+    """
+
+    found: Tensor
+    precision: Tensor
+    num_gt: int
+
+    @property
+    def recall(self) -> Tensor:
+        """float64 [N + 2]: ``found / num_gt``."""
+        return self.found / self.num_gt
+
+    def area(self) -> float:
+        """VOC2010+ AP: the sum over the recall steps of their width times the envelope after the step."""
+        return float(((self.found[1:] - self.found[:-1]) * self.precision[1:]).sum() / self.num_gt)
+
+    def steps(self) -> tuple[Tensor, Tensor]:
+        """(recall, precision) of the corners only: the first point and each point where recall grows (the other
+        points add steps of width 0). Drawn with ``drawstyle="steps-pre"``, the area under them is :meth:`area`
+        (up to float rounding)."""
+        keep = torch.ones(len(self.found), dtype=torch.bool)
+        keep[1:] = self.found[1:] > self.found[:-1]
+        return self.recall[keep], self.precision[keep]
+
+
+def precision_envelope(scores: Tensor, tp: Tensor, num_gt: int) -> PrecisionEnvelope:
+    """The precision envelope of ranked detections (:class:`PrecisionEnvelope`): ``scores`` [N], ``tp`` [N] bool
+    (false = false positive), ``num_gt`` positives. Ties in score keep the given order, as the devkit's sort does.
+    ``ValueError`` for ``num_gt`` < 1.
+
+    Example:
+        >>> # ranked TP, FP, TP with 2 positives: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1
+        >>> curve = precision_envelope(torch.tensor([0.9, 0.8, 0.7]), torch.tensor([True, False, True]), 2)
+        >>> [[round(v, 4) for v in t.tolist()] for t in curve.steps()]
+        [[0.0, 0.5, 1.0], [1.0, 1.0, 0.6667]]
+        >>> round(curve.area(), 4)  # 1/2 * 1 + 1/2 * 2/3
+        0.8333
+    """
+    if num_gt <= 0:
+        raise ValueError(f"num_gt is {num_gt}; AP needs at least one ground-truth box")
+    ctp, precision = _ranked(scores, tp)
+    # VOCap.m: mrec = [0; rec; 1], mpre = [0; prec; 0]; the envelope is the running max from the right;
+    # the recall steps are taken on the counts (mrec * num_gt), so that a perfect ranking gives exactly 1
+    zero = torch.zeros(1, dtype=torch.float64)
+    found = torch.cat([zero, ctp, torch.full((1,), float(num_gt), dtype=torch.float64)])
+    mpre = torch.cat([zero, precision, zero])
+    return PrecisionEnvelope(found, mpre.flip(0).cummax(0).values.flip(0), num_gt)
+
+
+def _ranked(scores: Tensor, tp: Tensor) -> tuple[Tensor, Tensor]:
+    """Cumulative true positives and precision [N] float64 of the detections ranked by score (stable)."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    ctp = tp[order].to(torch.float64).cumsum(0)
+    return ctp, ctp / torch.arange(1, len(ctp) + 1, dtype=torch.float64)
 
 
 def average_precision(scores: Tensor, tp: Tensor, num_gt: int, *, use_07_metric: bool = False) -> float:
     """AP of ranked detections: ``scores`` [N], ``tp`` [N] bool (false = false positive), ``num_gt`` positives.
 
     VOC2010 and later (``use_07_metric=False``): the area under the precision envelope (the precision made
-    monotone decreasing in recall). VOC2007: the mean over recall thresholds 0, 0.1, ..., 1 of the highest
-    precision at a recall of at least the threshold (0 where that recall is never reached). Ties in score keep
-    the given order, as the devkit's sort does.
+    monotone decreasing in recall; :func:`precision_envelope`). VOC2007: the mean over recall thresholds 0, 0.1,
+    ..., 1 of the highest precision at a recall of at least the threshold (0 where that recall is never
+    reached). Ties in score keep the given order, as the devkit's sort does.
 
     Example:
         >>> # ranked TP, FP, TP with 2 positives: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1
@@ -44,22 +116,13 @@ def average_precision(scores: Tensor, tp: Tensor, num_gt: int, *, use_07_metric:
         raise ValueError(f"num_gt is {num_gt}; AP needs at least one ground-truth box")
     if len(scores) == 0:
         return 0.0
-    order = torch.sort(scores, descending=True, stable=True).indices
-    hits = tp[order].to(torch.float64)
-    ctp = hits.cumsum(0)
-    precision = ctp / torch.arange(1, len(hits) + 1, dtype=torch.float64)
-    if use_07_metric:
-        # recall >= k/10 is exact in float64: both sides are correctly rounded quotients of small integers
-        thresholds = torch.arange(11, dtype=torch.float64) / 10
-        reached = (ctp / num_gt)[None, :] >= thresholds[:, None]  # [11, N]
-        return float(torch.where(reached, precision[None, :], 0.0).amax(dim=1).mean())
-    # VOCap.m: mrec = [0; rec; 1], mpre = [0; prec; 0]; the envelope is the running max from the right;
-    # the recall steps are taken on the counts (mrec * num_gt), so that a perfect ranking gives exactly 1
-    zero = torch.zeros(1, dtype=torch.float64)
-    found = torch.cat([zero, ctp, torch.full((1,), float(num_gt), dtype=torch.float64)])
-    mpre = torch.cat([zero, precision, zero])
-    envelope = mpre.flip(0).cummax(0).values.flip(0)
-    return float(((found[1:] - found[:-1]) * envelope[1:]).sum() / num_gt)
+    if not use_07_metric:
+        return precision_envelope(scores, tp, num_gt).area()
+    ctp, precision = _ranked(scores, tp)
+    # recall >= k/10 is exact in float64: both sides are correctly rounded quotients of small integers
+    thresholds = torch.arange(11, dtype=torch.float64) / 10
+    reached = (ctp / num_gt)[None, :] >= thresholds[:, None]  # [11, N]
+    return float(torch.where(reached, precision[None, :], 0.0).amax(dim=1).mean())
 
 
 class VOCEvaluator:
@@ -74,6 +137,8 @@ class VOCEvaluator:
     processes the images are ranked in its order, so that detections of equal score rank as in one process).
     Classes without any (non-difficult) ground truth have no AP (the devkit would give NaN): their ``ap/<class>``
     says -1.0, "missing", they are left out of the means, and ``classes_missing`` counts them.
+    After ``compute()``, ``figures()`` and ``tables()`` give under ``"pr_curve"`` the precision envelope of each
+    class with ground truth, whose area is its ``ap/<class>``.
 
     Example:
         >>> evaluator = VOCEvaluator(["cat", "dog"])
@@ -83,6 +148,8 @@ class VOCEvaluator:
         >>> evaluator.update([pred], [target])
         >>> evaluator.compute()  # no cat in the ground truth: missing
         {'map': 1.0, 'map_07': 1.0, 'classes_missing': 1.0, 'ap/cat': -1.0, 'ap/dog': 1.0}
+        >>> evaluator.tables()["pr_curve"]  # dog's envelope: precision 1 up to recall 1
+        [['class', 'recall', 'precision'], ['dog', 0.0, 1.0], ['dog', 1.0, 1.0]]
     """
 
     def __init__(self, class_names: Sequence[str], iou_threshold: float = 0.5) -> None:
@@ -99,6 +166,7 @@ class VOCEvaluator:
         self._scores: list[Tensor] = []
         self._tp: list[Tensor] = []
         self._num_gt = torch.zeros(len(self.class_names), dtype=torch.int64)
+        self._curves: dict[str, tuple[PrecisionEnvelope, float]] | None = None  # of the last compute(), by class
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Any]]) -> None:
         """Add one batch: a prediction dict and a target dict per image."""
@@ -190,13 +258,16 @@ class VOCEvaluator:
         seen = bool(images)
         aps: dict[str, float] = {}
         aps_07: list[float] = []
+        self._curves = {}
         for c, name in enumerate(self.class_names):
             num_gt_c = int(num_gt[c])
             if num_gt_c == 0:
                 aps[f"ap/{name}"] = -1.0
                 continue
             mine = labels == c
-            aps[f"ap/{name}"] = average_precision(scores[mine], tp[mine], num_gt_c)
+            curve = precision_envelope(scores[mine], tp[mine], num_gt_c)
+            aps[f"ap/{name}"] = curve.area()
+            self._curves[name] = (curve, aps[f"ap/{name}"])
             aps_07.append(average_precision(scores[mine], tp[mine], num_gt_c, use_07_metric=True))
         found = [ap for ap in aps.values() if ap >= 0]
         if not found and seen:
@@ -207,3 +278,34 @@ class VOCEvaluator:
             "classes_missing": float(len(aps) - len(found)),
             **aps,
         }
+
+    def curves(self) -> list[Curve]:
+        """Per class with ground truth, in ``class_names`` order, the corners of its precision envelope
+        (:meth:`PrecisionEnvelope.steps`) as a step curve. ``RuntimeError`` before ``compute()``."""
+        if self._curves is None:
+            raise RuntimeError("figures() and tables() show what compute() found: call compute() first")
+        curves = []
+        for name, (envelope, ap) in self._curves.items():
+            recall, precision = envelope.steps()
+            curves.append(Curve(name, recall.numpy(), precision.numpy(), ap, step=True))
+        return curves
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"pr_curve": Figure}`` of the last ``compute()``: per class with ground truth, its precision envelope
+        against recall as a step curve whose area is ``ap/<class>`` (VOC2010+); ``{}`` when no class has ground
+        truth. ``RuntimeError`` before ``compute()``."""
+        curves = self.curves()
+        if not curves:
+            return {}
+        title = (
+            f"VOC precision envelope per class (IoU >= {self.iou_threshold:g}): "
+            "the area under each step curve is its AP (VOC2010+)"
+        )
+        return {"pr_curve": pr_curve_figure(curves, title)}
+
+    def tables(self) -> dict[str, list[Row]]:
+        """``{"pr_curve": rows}`` of the last ``compute()``: ``["class", "recall", "precision"]``, then the corners
+        of each class's envelope; ``precision`` holds on recall from the previous row's (exclusive) to the row's
+        own, so the sum of (recall - previous recall) * precision over a class's rows is its ``ap/<class>``."""
+        curves = self.curves()
+        return {"pr_curve": pr_curve_table(curves)} if curves else {}

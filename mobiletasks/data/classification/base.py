@@ -156,7 +156,7 @@ class ClassificationDataModule(SplitDataModule):
         check_split(split, ("val", "test"))
         if self.multi_label:
             return AttributeEvaluator(self.class_names)
-        return ClassificationEvaluator(self.num_classes)
+        return ClassificationEvaluator(self.num_classes, class_names=self.class_names)
 
     def dataset(self, split: str) -> ClassificationDataset:
         dataset = super().dataset(split)
