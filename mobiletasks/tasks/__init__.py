@@ -4,6 +4,7 @@ from .base import BaseTask
 from .checkpoint import AtomicCheckpointIO, TaskCheckpoint
 from .classification import AttributeTask, ClassificationTask
 from .detection import DetectionTask
+from .loggers import TensorBoardCSVLogger
 from .segmentation import SegmentationTask
 from .writers import ClassificationWriter, DetectionWriter, SegmentationWriter
 
@@ -18,4 +19,5 @@ __all__ = [
     "SegmentationTask",
     "SegmentationWriter",
     "TaskCheckpoint",
+    "TensorBoardCSVLogger",
 ]

@@ -26,12 +26,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sized
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from ..compat import NormBase, attached_trainer
@@ -39,9 +41,11 @@ from ..data.base import HasEvaluator, HasSplits, plain_paths
 from ..data.samplers import ResumableDataLoader, default_seed
 from ..data.skips import SkipLog
 from ..evaluation.distributed import gather, total
+from ..evaluation.plots import HasFigures, save_figures
 from ..factory import create_model
 from ..optimize import optimize_for_inference, uses_channels_last
 from .batchnorm import guard_single_value_batchnorm
+from .pictures import ClassNames, log_images, png_tensor
 from .safety import first_nonfinite, nonfinite_message, step_seed
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,7 @@ class BaseTask(L.LightningModule):
         self._nonfinite = False  # the loss of a batch since the last optimizer step was not finite
         self._loader_states: list[dict[str, int]] = []  # of the training loader, from the checkpoint resumed
         self._buffers_before: list[Tensor] = []  # with nonfinite_loss="skip": the buffers before the update
+        self._pictures: list[Tensor] = []  # of this validation, uint8 [3, H, W] each (log_val_images)
         self.configure_models()
         self.batchnorm_guard = guard_single_value_batchnorm(self.model)
         self.configure_losses()
@@ -212,8 +217,20 @@ class BaseTask(L.LightningModule):
         self._fold()
 
     # evaluation: the data module's evaluator accumulates over the whole split
-    def evaluate_batch(self, evaluator: Evaluator, batch: Any) -> None:
+    def evaluate_batch(self, evaluator: Evaluator, batch: Any) -> Any:
+        """Feed one batch to the evaluator; return the predictions fed (None for an empty batch), which
+        ``draw_pictures`` draws."""
         raise NotImplementedError
+
+    def draw_pictures(self, batch: Any, preds: Any, count: int) -> list[Tensor]:
+        """Up to ``count`` pictures (uint8 [3, H, W]) of the batch's first images: the ground truth beside the
+        predictions ``evaluate_batch`` returned."""
+        return []
+
+    def _class_names(self) -> ClassNames:
+        """The data module's class names (the index, where it names none)."""
+        names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
+        return ClassNames([str(n) for n in names] if names is not None else [])
 
     def on_evaluated(self, split: str, evaluator: Evaluator) -> None:
         """Called after a split's metrics are logged (the detection task writes its results file here)."""
@@ -275,8 +292,42 @@ class BaseTask(L.LightningModule):
             self._report_skipped(split, scored, skipped, examples)
         metrics = {f"{split}/{k}": float(v) for k, v in evaluator.compute().items()}
         # every process holds the same numbers: their max is each (a mean of equal floats is not always equal)
-        self.log_dict({**metrics, f"{split}/images": float(scored)}, sync_dist=True, reduce_fx="max")
+        headline = f"{split}/{self.monitor.partition('/')[2]}"  # the metric of the best checkpoint, on the bar
+        rest = {k: v for k, v in metrics.items() if k != headline}
+        self.log_dict({**rest, f"{split}/images": float(scored)}, sync_dist=True, reduce_fx="max")
+        if headline in metrics:
+            self.log(headline, metrics[headline], prog_bar=True, sync_dist=True, reduce_fx="max")
+        self._report(split, metrics)
         self.on_evaluated(split, evaluator)
+        self._draw(split, evaluator)
+
+    def _report(self, split: str, metrics: dict[str, float]) -> None:
+        """One console line of the split's summary metrics (not the per-class ones) after each validation of a fit:
+        the progress bar shows only the monitored one, and ``validate``/``test`` print Lightning's own table."""
+        if self.trainer.sanity_checking or self.trainer.state.fn != "fit":
+            return
+        summary = {k: v for k, v in metrics.items() if "/" not in k.partition("/")[2]}
+        rank_zero_info(
+            f"{split} after epoch {self.current_epoch} (step {self.global_step}): "
+            + ", ".join(f"{k.partition('/')[2]} {v:.4f}" for k, v in summary.items())
+        )
+
+    def _draw(self, split: str, evaluator: Evaluator) -> None:
+        """Log the validation pictures, and write the split's figures (PNG and CSV) into the log folder and log
+        them as images; on the first process, not in the sanity check, and only where the run has a logger."""
+        pictures, self._pictures = self._pictures, []
+        trainer = self.trainer
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.loggers or trainer.log_dir is None:
+            return
+        if pictures:
+            log_images(self.loggers, f"{split}/pictures", pictures, self.global_step)
+        if isinstance(evaluator, HasFigures):
+            written = save_figures(evaluator, Path(trainer.log_dir), split)
+            pngs = [path for path in written if path.suffix == ".png"]
+            names = [path.stem.removesuffix(f"_{split}") for path in pngs]
+            log_images(self.loggers, f"{split}/figures", [png_tensor(p) for p in pngs], self.global_step, names)
+            if pngs:
+                log.info("%s figures written to %s", split, ", ".join(str(p) for p in pngs))
 
     def _split_size(self, split: str) -> int | None:
         """The number of images of ``split`` when the run covers all of it (else None: ``limit_*_batches``,
@@ -313,7 +364,11 @@ class BaseTask(L.LightningModule):
 
     def _evaluate(self, split: str, batch: Any) -> None:
         self.scored[split] += len(batch[0])  # every task's batch starts with its images
-        self.evaluate_batch(self.evaluators[split], batch)
+        preds = self.evaluate_batch(self.evaluators[split], batch)
+        wanted = int(self.hparams.get("log_val_images") or 0) - len(self._pictures)
+        drawing = split == "val" and not self.trainer.sanity_checking and self.trainer.is_global_zero
+        if drawing and wanted > 0 and preds is not None and self.loggers:
+            self._pictures += self.draw_pictures(batch, preds, wanted)[:wanted]
 
     def on_validation_epoch_start(self) -> None:
         self._start("val")
@@ -367,6 +422,8 @@ class BaseTask(L.LightningModule):
             return loss  # its gradients and statistics are dropped in optimizer_step
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=size)
         self.log("train/loss", loss, batch_size=size, prog_bar=True)
+        if self.trainer.optimizers:  # the schedule's learning rate (every parameter group has the same)
+            self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), batch_size=size)
         return loss
 
     def _finite(self, loss: Tensor, terms: dict[str, Tensor], batch: Any, batch_idx: int) -> bool:

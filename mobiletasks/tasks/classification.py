@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from .base import BaseTask, Evaluator, Schedule
 from .distill import binary_soft_loss, load_teacher, softmax_soft_loss
 from .safety import NonFinitePolicy
+from .writers.classification import caption_cell
 
 log = logging.getLogger(__name__)
 Batch = tuple[Tensor, dict[str, Any]]
@@ -47,6 +48,9 @@ class ClassificationTask(BaseTask):
         optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``.
         depthwise_weight_decay: weight decay of depthwise convolution filters (V1 paper section 3.2: "very little
             or no weight decay"); None: the optimizer's.
+        log_val_images: validation images logged each time validation runs (TensorBoard), each with the
+            predicted class and its probability, and the true class (green where right, red where wrong); 0 logs
+            none.
     """
 
     kind = "classification"
@@ -75,6 +79,7 @@ class ClassificationTask(BaseTask):
         warmup_steps: int = 0,
         norm_weight_decay: float | None = 0.0,
         depthwise_weight_decay: float | None = 0.0,
+        log_val_images: int = 8,
         skip_unreadable: bool = False,
         nonfinite_loss: NonFinitePolicy = "stop",
     ) -> None:
@@ -145,13 +150,26 @@ class ClassificationTask(BaseTask):
         assert isinstance(loss, Tensor)
         return loss, losses
 
-    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
+    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> Tensor | None:
         images, targets = batch
         if not len(images):
-            return
+            return None
         if "labels" not in targets:
             raise ValueError("the evaluation split has no labels; validate and test need labelled data")
-        evaluator.update(self(images), targets["labels"])
+        logits = self(images)
+        evaluator.update(logits, targets["labels"])
+        return logits
+
+    def draw_pictures(self, batch: Batch, preds: Tensor, count: int) -> list[Tensor]:
+        """Per image: the predicted class and its probability, and the true class in green (right) or red."""
+        name = self._class_names()
+        scores, predicted = self.probabilities(preds[:count]).max(dim=1)
+        truths = batch[1]["labels"][:count].tolist()
+        pictures = []
+        for image, p, score, truth in zip(batch[0], predicted.tolist(), scores.tolist(), truths, strict=False):
+            color = "green" if p == truth else "red"
+            pictures.append(caption_cell(image, name(p), f"{score:.2f}", f"true: {name(truth)}", color))
+        return pictures
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, _ = batch
@@ -220,3 +238,16 @@ class AttributeTask(ClassificationTask):
 
     def soft_loss(self, logits: Tensor, teacher_logits: Tensor) -> Tensor:
         return binary_soft_loss(logits, teacher_logits, self.hparams["temperature"])
+
+    def draw_pictures(self, batch: Batch, preds: Tensor, count: int) -> list[Tensor]:
+        """Per image: the attributes predicted present, and those predicted wrong (red) or "all right" (green)."""
+        name = self._class_names()
+        present = self.probabilities(preds[:count]) > 0.5  # AttributeEvaluator's threshold
+        wrong = present != batch[1]["labels"][:count].bool()
+        pictures = []
+        for image, shown, missed in zip(batch[0], present, wrong, strict=False):
+            caption = ", ".join(name(c) for c in shown.nonzero()[:, 0].tolist()) or "none present"
+            errors = [name(c) for c in missed.nonzero()[:, 0].tolist()]
+            note = f"{len(errors)} wrong: {', '.join(errors)}" if errors else f"all {len(missed)} right"
+            pictures.append(caption_cell(image, caption, note=note, note_color="red" if errors else "green"))
+        return pictures

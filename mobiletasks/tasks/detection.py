@@ -11,10 +11,13 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from .base import BaseTask, Evaluator, Schedule
+from .pictures import shrink, side_by_side
 from .safety import NonFinitePolicy
+from .writers.detection import draw_detections
 
 log = logging.getLogger(__name__)
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
+PICTURE_SCORE = 0.3  # the detections drawn in the validation pictures score at least this
 
 
 class DetectionTask(BaseTask):
@@ -35,6 +38,8 @@ class DetectionTask(BaseTask):
         pretrained_backbone: ImageNet weights of the backbone (a file).
         loss: ``hard_negative`` (SSD's 3:1 mining) or ``focal``.
         score_thresh, nms_thresh, topk_candidates, detections_per_img: post-processing (per-class NMS).
+        log_val_images: validation images logged each time validation runs (TensorBoard), the ground truth
+            beside the detections scoring at least ``PICTURE_SCORE``; 0 logs none.
         optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``.
     """
 
@@ -56,6 +61,7 @@ class DetectionTask(BaseTask):
         nms_thresh: float = 0.6,
         topk_candidates: int = 100,
         detections_per_img: int = 100,
+        log_val_images: int = 8,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         schedule: Schedule = "cosine",
         warmup_steps: int = 0,
@@ -82,10 +88,25 @@ class DetectionTask(BaseTask):
         assert isinstance(loss, Tensor)
         return loss, losses
 
-    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
+    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> list[dict[str, Tensor]] | None:
         images, targets = batch
-        if images:
-            evaluator.update(self.net(images), targets)
+        if not images:
+            return None
+        preds = self.net(images)
+        evaluator.update(preds, targets)
+        return preds
+
+    def draw_pictures(self, batch: Batch, preds: list[dict[str, Tensor]], count: int) -> list[Tensor]:
+        """Per image: the ground-truth boxes beside the detections scoring at least ``PICTURE_SCORE``."""
+        names = self._class_names().names
+        pictures = []
+        for image, pred, target in zip(batch[0][:count], preds, batch[1], strict=False):
+            small, scale = shrink(image)
+            truth = {"boxes": target["boxes"] * scale, "labels": target["labels"]}
+            found = {**pred, "boxes": pred["boxes"] * scale}
+            panels = [draw_detections(small, truth, names), draw_detections(small, found, names, PICTURE_SCORE)]
+            pictures.append(side_by_side(panels))
+        return pictures
 
     def on_evaluated(self, split: str, evaluator: Evaluator) -> None:
         write = getattr(evaluator, "write_results", None)

@@ -11,7 +11,9 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from .base import BaseTask, Evaluator, Schedule
+from .pictures import shrink, side_by_side
 from .safety import NonFinitePolicy
+from .writers.segmentation import draw_segmentation
 
 Batch = tuple[Tensor, list[dict[str, Any]]]
 MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # DeepLab's multi-scale evaluation inputs
@@ -35,6 +37,8 @@ class SegmentationTask(BaseTask):
         ignore_index: mask value left out of the loss and the metrics (VOC's 255).
         multiscale: evaluate (validate/test) with the paper's MF: inputs at ``scales`` and flipped, averaged.
         scales, flip: the multi-scale setting.
+        log_val_images: validation images logged each time validation runs (TensorBoard): the image, the
+            ground truth and the prediction in the VOC colors (ignored pixels in VOC's cream); 0 logs none.
         optimizer, schedule, warmup_steps, norm_weight_decay, skip_unreadable, nonfinite_loss: see ``BaseTask``
             (DeepLab uses ``poly``).
     """
@@ -56,6 +60,7 @@ class SegmentationTask(BaseTask):
         multiscale: bool = False,
         scales: Sequence[float] = MF_SCALES,
         flip: bool = True,
+        log_val_images: int = 8,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         schedule: Schedule = "poly",
         warmup_steps: int = 0,
@@ -89,10 +94,26 @@ class SegmentationTask(BaseTask):
         total = F.cross_entropy(logits, masks, ignore_index=ignore, reduction="sum")
         return total / (masks != ignore).sum().clamp(min=1)
 
-    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> None:
+    def evaluate_batch(self, evaluator: Evaluator, batch: Batch) -> Tensor | None:
         images, targets = batch
-        if len(images):
-            evaluator.update(self(images), self._masks(targets))
+        if not len(images):
+            return None
+        logits = self(images)
+        evaluator.update(logits, self._masks(targets))
+        return logits
+
+    def draw_pictures(self, batch: Batch, preds: Tensor, count: int) -> list[Tensor]:
+        """Per image (its own size, without the batch's padding): the image, the ground truth, the prediction."""
+        pictures = []
+        for image, target, labels in zip(batch[0][:count], batch[1], preds.argmax(1), strict=False):
+            h, w = (int(v) for v in target.get("size", labels.shape[-2:]))
+            small, _ = shrink(image[:, :h, :w])
+            size = small.shape[-2:]
+            masks = torch.stack([target["mask"][:h, :w], labels[:h, :w]])[:, None].float()
+            truth, found = F.interpolate(masks, size, mode="nearest")[:, 0].long()
+            pixels = (small.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            pictures.append(side_by_side([pixels, draw_segmentation(small, truth), draw_segmentation(small, found)]))
+        return pictures
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, _ = batch

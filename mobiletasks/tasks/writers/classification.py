@@ -43,25 +43,30 @@ def _fit(text: str, width: int, draw: ImageDraw.ImageDraw, font: Any) -> str:
     return text + "..."
 
 
-def caption_cell(image: Tensor, caption: str, score: str = "") -> Tensor:
+def caption_cell(image: Tensor, caption: str, score: str = "", note: str = "", note_color: str = "black") -> Tensor:
     """``image`` (float [0, 1], 3 x H x W) resized to ``THUMBNAIL`` pixels square, with ``caption`` (cut to
-    fit, but ``score`` always shown after it) on a white strip below: uint8 [3, THUMBNAIL + strip, THUMBNAIL].
+    fit, but ``score`` always shown after it) on a white strip below, and ``note`` (cut to fit, in
+    ``note_color``) on a second strip where given: uint8 [3, THUMBNAIL + strips, THUMBNAIL].
 
     Example:
         >>> cell = caption_cell(torch.rand(3, 40, 30), "a very long class name indeed", "0.93")
         >>> cell.shape[0], cell.shape[2], cell.dtype
         (3, 128, torch.uint8)
+        >>> caption_cell(torch.rand(3, 40, 30), "cat", note="true: dog", note_color="red").shape[1] > cell.shape[1]
+        True
     """
     thumb = F.interpolate(image[None].float().cpu(), (THUMBNAIL, THUMBNAIL), mode="bilinear", antialias=True)
     pixels = (thumb[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     font = _font()
     strip = int(font.getbbox("Ag")[3]) + 4  # the text's height and a margin
-    cell = Image.new("RGB", (THUMBNAIL, THUMBNAIL + strip), "white")
+    cell = Image.new("RGB", (THUMBNAIL, THUMBNAIL + strip * (2 if note else 1)), "white")
     cell.paste(Image.fromarray(pixels), (0, 0))
     draw = ImageDraw.Draw(cell)
     suffix = f" {score}" if score else ""
     text = _fit(caption, THUMBNAIL - 4 - int(draw.textlength(suffix, font=font)), draw, font) + suffix
     draw.text((2, THUMBNAIL + 2), text, fill="black", font=font)
+    if note:
+        draw.text((2, THUMBNAIL + strip + 2), _fit(note, THUMBNAIL - 4, draw, font), fill=note_color, font=font)
     return torch.from_numpy(np.asarray(cell).copy()).permute(2, 0, 1)
 
 

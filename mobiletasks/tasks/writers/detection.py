@@ -23,15 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def draw_detections(
-    image: Tensor, prediction: dict[str, Tensor], class_names: Sequence[str], score_threshold: float
+    image: Tensor, prediction: dict[str, Tensor], class_names: Sequence[str], score_threshold: float = 0.0
 ) -> Tensor:
-    """``image`` (float [0, 1], 3 x H x W) with the boxes scoring at least ``score_threshold`` drawn and named."""
-    keep = prediction["scores"] >= score_threshold
-    boxes, labels, scores = prediction["boxes"][keep], prediction["labels"][keep], prediction["scores"][keep]
-    names = [
-        f"{class_names[i] if i < len(class_names) else i} {s:.2f}"
-        for i, s in zip(labels.tolist(), scores.tolist(), strict=True)
-    ]
+    """``image`` (float [0, 1], 3 x H x W) as uint8 with the boxes (xyxy pixels) scoring at least
+    ``score_threshold`` drawn and named, each with its score; without ``scores`` (ground truth) every box, named."""
+    scores = prediction.get("scores")
+    keep = scores >= score_threshold if scores is not None else slice(None)
+    boxes, labels = prediction["boxes"][keep], prediction["labels"][keep]
+    names = [class_names[i] if i < len(class_names) else str(i) for i in labels.tolist()]
+    if scores is not None:
+        names = [f"{name} {s:.2f}" for name, s in zip(names, scores[keep].tolist(), strict=True)]
     palette = torch.tensor(
         [
             [230, 25, 75],
