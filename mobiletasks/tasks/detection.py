@@ -11,7 +11,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from .base import BaseTask, Evaluator, Schedule
-from .pictures import shrink, side_by_side
+from .pictures import side_by_side, to_side
 from .safety import NonFinitePolicy
 from .writers.detection import draw_detections
 
@@ -101,7 +101,7 @@ class DetectionTask(BaseTask):
         names = self._class_names().names
         pictures = []
         for image, pred, target in zip(batch[0][:count], preds, batch[1], strict=False):
-            small, scale = shrink(image)
+            small, scale = to_side(image)
             truth = {"boxes": target["boxes"] * scale, "labels": target["labels"]}
             found = {**pred, "boxes": pred["boxes"] * scale}
             panels = [draw_detections(small, truth, names), draw_detections(small, found, names, PICTURE_SCORE)]

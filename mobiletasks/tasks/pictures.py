@@ -21,9 +21,9 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["PICTURE_SIDE", "ClassNames", "log_images", "png_tensor", "shrink", "side_by_side"]
+__all__ = ["PICTURE_SIDE", "ClassNames", "log_images", "png_tensor", "side_by_side", "to_side"]
 
-PICTURE_SIDE = 320  # pixels: the longer side of each panel of a validation picture at most
+PICTURE_SIDE = 320  # pixels: the longer side of each panel of a validation picture
 _GAP = 4  # white pixels between the panels
 
 
@@ -37,14 +37,15 @@ class ClassNames:
         return self.names[index] if 0 <= index < len(self.names) else str(index)
 
 
-def shrink(image: Tensor, side: int = PICTURE_SIDE) -> tuple[Tensor, float]:
-    """``image`` [C, H, W] (float) scaled down (bilinear, antialiased) so that its longer side is at most ``side``
-    pixels, and the scale applied (1.0: unchanged); boxes in pixels scale by the same factor."""
-    scale = min(1.0, side / max(image.shape[-2:]))
+def to_side(image: Tensor, side: int = PICTURE_SIDE) -> tuple[Tensor, float]:
+    """``image`` [C, H, W] (float) resized (bilinear, antialiased) so that its longer side is ``side`` pixels,
+    and the scale applied; boxes in pixels scale by the same factor. Small images are enlarged, so that the
+    names drawn on them stay legible."""
+    scale = side / max(image.shape[-2:])
     if scale == 1.0:
         return image, 1.0
     size = [max(1, round(n * scale)) for n in image.shape[-2:]]
-    return F.interpolate(image[None].float(), size, mode="bilinear", antialias=True)[0], scale
+    return F.interpolate(image[None].float(), size, mode="bilinear", antialias=scale < 1)[0], scale
 
 
 def side_by_side(panels: Sequence[Tensor]) -> Tensor:

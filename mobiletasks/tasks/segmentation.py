@@ -11,7 +11,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from .base import BaseTask, Evaluator, Schedule
-from .pictures import shrink, side_by_side
+from .pictures import side_by_side, to_side
 from .safety import NonFinitePolicy
 from .writers.segmentation import draw_segmentation
 
@@ -107,7 +107,7 @@ class SegmentationTask(BaseTask):
         pictures = []
         for image, target, labels in zip(batch[0][:count], batch[1], preds.argmax(1), strict=False):
             h, w = (int(v) for v in target.get("size", labels.shape[-2:]))
-            small, _ = shrink(image[:, :h, :w])
+            small, _ = to_side(image[:, :h, :w])
             size = small.shape[-2:]
             masks = torch.stack([target["mask"][:h, :w], labels[:h, :w]])[:, None].float()
             truth, found = F.interpolate(masks, size, mode="nearest")[:, 0].long()

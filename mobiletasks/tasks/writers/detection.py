@@ -51,7 +51,9 @@ def draw_detections(
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     if not len(boxes):
         return pixels
-    return draw_bounding_boxes(pixels, boxes.cpu(), labels=names, colors=colors, width=2)
+    return draw_bounding_boxes(
+        pixels, boxes.cpu(), labels=names, colors=colors, width=2, label_colors="black", fill_labels=True
+    )
 
 
 class DetectionWriter(BasePredictionWriter):
