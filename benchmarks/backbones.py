@@ -5,7 +5,10 @@ matters is the ratio to the peer measured in the same run, not the milliseconds.
 built (eval mode) and, marked "+opt", after ``mobiletasks.optimize_for_inference`` (BatchNorm folded,
 channels-last weights and input): the same rewrite applied to torchvision's model for a fair pair.
 
-    python benchmarks/backbones.py [--size 224] [--rounds 15] [--iters 10] [--threads N] [--json]
+    python benchmarks/backbones.py [--size 224] [--rounds 15] [--iters 10] [--threads N] [--json] [--plot [PATH]]
+
+``--plot`` draws latency against MAdds (``mobiletasks.model_summary``) for every model of the run, by default to
+``docs/images/backbones_latency.png``.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchvision
+from plotting import Point, add_plot_arguments, figure_path, latency_figure, latency_note, save_figure
 from torch import nn
 from tqdm import tqdm
 
-from mobiletasks import create_model, optimize_for_inference
+from mobiletasks import create_model, model_summary, optimize_for_inference
 
 
 def peers() -> dict[str, Callable[[], nn.Module]]:
@@ -58,29 +64,57 @@ def measure(models: dict[str, nn.Module], size: int, rounds: int, iters: int) ->
     return times
 
 
-def latency_arguments(description: str | None) -> argparse.Namespace:
-    """The batch-1 latency scripts' arguments (``--size``, ``--rounds``, ``--iters``, ``--threads``, ``--json``),
-    parsed, with torch's threads and seed set from them."""
+def latency_arguments(description: str | None, figure: str) -> argparse.Namespace:
+    """The batch-1 latency scripts' arguments (``--size``, ``--rounds``, ``--iters``, ``--threads``, ``--json``,
+    ``--plot``), parsed, with torch's threads and seed set from them; ``plot`` is the figure's path (``figure`` in
+    ``docs/images`` for a bare ``--plot``) or None."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", action="store_true")
+    add_plot_arguments(parser)
     args = parser.parse_args()
+    args.plot = figure_path(parser, args.plot, figure)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     return args
 
 
+def madds(models: dict[str, nn.Module], size: int) -> dict[str, float]:
+    """Millions of MAdds of one ``size`` image for each model; "+opt" models count as the model they were made from
+    (folding BatchNorm changes no multiply-add that matters)."""
+    counted = {name: model_summary(model, size).macs / 1e6 for name, model in models.items() if "+opt" not in name}
+    return {name: counted[name.removesuffix(" +opt")] for name in models}
+
+
+def plot(path: Path, median: dict[str, float], counts: dict[str, float], note: str) -> None:
+    points = [
+        Point(
+            name.removeprefix("mobiletasks ").removesuffix(" +opt"),
+            counts[name],
+            ms,
+            peer=not name.startswith("mobiletasks"),
+            opt=name.endswith("+opt"),
+        )
+        for name, ms in median.items()
+    ]
+    figure = latency_figure(points, title="Backbones: batch-1 CPU latency against MAdds", note=note)
+    print(f"figure: {save_figure(figure, path)}", file=sys.stderr)
+
+
 def main() -> None:
-    args = latency_arguments(__doc__)
+    args = latency_arguments(__doc__, "backbones_latency.png")
     models = {name: build().eval() for name, build in peers().items()}
     for name in ("mobiletasks mobilenet_v2", "torchvision mobilenet_v2"):
         models[f"{name} +opt"] = optimize_for_inference(models[name])
     times = measure(models, args.size, args.rounds, args.iters)
     median = {name: statistics.median(t) for name, t in times.items()}
+    if args.plot:
+        note = latency_note(args.rounds, args.iters, f"{args.size}x{args.size}")
+        plot(args.plot, median, madds(models, args.size), note)
     tv = median["torchvision mobilenet_v2"]
     ratios = {
         "mobilenet_v2 ours/torchvision": median["mobiletasks mobilenet_v2"] / tv,

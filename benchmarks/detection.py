@@ -11,17 +11,21 @@
   rounds; the ratio is the figure that matters.
 - training: images per second of a training step (forward, loss, backward, SGD step) at batch 8, as built.
 
-    python benchmarks/detection.py [--rounds 10] [--iters 5] [--threads N] [--json]
+    python benchmarks/detection.py [--rounds 10] [--iters 5] [--threads N] [--json] [--plot [PATH]]
 
 Learnability and overfitting are training runs, measured with the CLI (see docs/benchmarks.md):
     python benchmarks/detection.py --learn     # the CPU quickstart: mAP@0.5 reached and minutes taken
     python benchmarks/detection.py --overfit   # coco128 train2017, evaluated on the same images
+    python benchmarks/detection.py --from-metrics runs/quickstart   # the figure of runs already made
+
+``--plot`` draws the latencies against MAdds (``mobiletasks.model_summary`` of each network) to
+``docs/images/detection_latency.png``, or, with ``--learn``, ``--overfit`` or ``--from-metrics``, the runs'
+validation mAP and training loss against the step to ``docs/images/detection_learning.png`` (or PATH).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import statistics
@@ -33,14 +37,27 @@ from pathlib import Path
 
 import torch
 import torchvision
+from plotting import (
+    Point,
+    add_plot_arguments,
+    best,
+    figure_path,
+    find_metrics,
+    latency_figure,
+    latency_note,
+    learning_figure,
+    run_name,
+    save_figure,
+)
 from real_data import COCO128, require
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mobiletasks import create_model, optimize_for_inference
+from mobiletasks import create_model, model_summary, optimize_for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 320
+METRICS = {"val/map_50": "val mAP@0.5", "val/map": "val mAP@[.5:.95]"}  # plotted, column -> label
 
 
 def classification_convs(model: nn.Module) -> list[nn.Conv2d]:
@@ -122,18 +139,14 @@ def cli_run(args: list[str], workdir: Path) -> float:
     return (time.perf_counter() - start) / 60
 
 
-def best(metrics_csv: Path, key: str) -> float:
-    with metrics_csv.open() as f:
-        return max(float(row[key]) for row in csv.DictReader(f) if row.get(key))
-
-
-def learn(workdir: Path) -> dict[str, float]:
+def learn(workdir: Path) -> tuple[dict[str, float], Path]:
+    """Train the CPU quickstart; its minutes and best mAP@0.5, and its metrics.csv."""
     minutes = cli_run(["fit", "--config", str(ROOT / "configs/detection/quickstart.yaml")], workdir)
-    metrics = workdir / "runs" / "quickstart" / "metrics.csv"
-    return {"quickstart minutes": minutes, "quickstart best val/map_50": best(metrics, "val/map_50")}
+    metrics = find_metrics(workdir / "runs" / "quickstart")
+    return {"quickstart minutes": minutes, "quickstart best val/map_50": best(metrics, "val/map_50")}, metrics
 
 
-def overfit(workdir: Path, epochs: int) -> dict[str, float]:
+def overfit(workdir: Path, epochs: int) -> tuple[dict[str, float], Path]:
     coco = require(COCO128)
     same = ["images/train2017", "annotations/instances_train2017.json"]
     args = ["fit", "--config", str(ROOT / "configs/detection/ssdlite_mobilenet_v2_coco.yaml")]
@@ -151,8 +164,36 @@ def overfit(workdir: Path, epochs: int) -> dict[str, float]:
     ]
     args += ["--trainer.enable_progress_bar", "false"]
     minutes = cli_run(args, workdir)
-    metrics = next((workdir / "runs" / "overfit").glob("version_*/metrics.csv"))
-    return {"overfit minutes": minutes, "overfit best val/map_50": best(metrics, "val/map_50")}
+    metrics = find_metrics(workdir / "runs" / "overfit")
+    return {"overfit minutes": minutes, "overfit best val/map_50": best(metrics, "val/map_50")}, metrics
+
+
+def madds(models: dict[str, nn.Module]) -> dict[str, float]:
+    """Millions of MAdds of each detector on one 320x320 image: the network's (post-processing has none)."""
+    return {name: model_summary(model, SIZE).macs / 1e6 for name, model in models.items()}
+
+
+def plot_latency(path: Path, ms: dict[str, float], counts: dict[str, float], note: str) -> None:
+    points = []
+    for run, value in ms.items():
+        model = max((name for name in counts if run.startswith(f"{name} ")), key=len)  # "... NCHW" over "..."
+        what = run.removeprefix(f"{model} ").removeprefix("+opt ")  # "end to end" or "network"
+        label = f"NCHW, {what}" if model.endswith("NCHW") else what
+        opt = run.startswith(f"{model} +opt")
+        points.append(Point(label, counts[model], value, peer=model.startswith("torchvision"), opt=opt))
+    figure = latency_figure(
+        points,
+        title="Detection: batch-1 CPU latency against MAdds, 320x320",
+        note=note,
+        ours="ours ssdlite_mobilenet_v2",
+        peer="torchvision ssdlite320_mobilenet_v3_large",
+    )
+    print(f"figure: {save_figure(figure, path)}", file=sys.stderr)
+
+
+def plot_learning(path: Path, runs: list[tuple[str, Path]]) -> None:
+    figure = learning_figure(runs, METRICS, title="Detection: learning curves (COCO mAP on the val split)")
+    print(f"figure: {save_figure(figure, path)}", file=sys.stderr)
 
 
 def main() -> None:
@@ -164,19 +205,38 @@ def main() -> None:
     parser.add_argument("--overfit", type=int, default=0, metavar="EPOCHS", help="overfit coco128 for EPOCHS")
     parser.add_argument("--workdir", type=Path, default=Path("runs/benchmarks"))
     parser.add_argument("--json", action="store_true")
+    add_plot_arguments(parser, from_metrics=True)
     args = parser.parse_args()
+    trains = args.learn or args.overfit or args.from_metrics
+    if args.from_metrics and (args.learn or args.overfit):
+        parser.error("--from-metrics plots runs already made: pass it without --learn and --overfit")
+    figure_name = "detection_learning.png" if trains else "detection_latency.png"
+    plot = figure_path(parser, args.plot, figure_name, always=bool(args.from_metrics))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     report: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     }
-    if args.learn or args.overfit:
-        args.workdir.mkdir(parents=True, exist_ok=True)
+    if trains:
+        curves: list[tuple[str, Path]] = []
+        if args.from_metrics:
+            for given in args.from_metrics:
+                metrics = find_metrics(given)
+                curves.append((run_name(metrics), metrics))
+                report[f"{metrics} best val/map_50"] = best(metrics, "val/map_50")
+        if args.learn or args.overfit:
+            args.workdir.mkdir(parents=True, exist_ok=True)
         if args.learn:
-            report |= learn(args.workdir)
+            result, metrics = learn(args.workdir)
+            report |= result
+            curves.append(("CPU quickstart", metrics))
         if args.overfit:
-            report |= overfit(args.workdir, args.overfit)
+            result, metrics = overfit(args.workdir, args.overfit)
+            report |= result
+            curves.append((f"coco128, overfit {args.overfit} epochs", metrics))
+        if plot:
+            plot_learning(plot, curves)
     else:
         models = {name: trained_like(build().eval()) for name, build in detectors().items()}
         ours, nchw, theirs = models
@@ -188,6 +248,9 @@ def main() -> None:
                 runs[f"{name} +opt end to end"] = lambda image, model=fast: model([image])
             runs[f"{name} network"] = network(model)
         ms = latency(runs, args.rounds, args.iters)
+        if plot:
+            note = latency_note(args.rounds, args.iters)
+            plot_latency(plot, ms, madds(models), note)
         speed = training_speed(models, args.rounds)
         report |= {f"{k} ms": round(v, 2) for k, v in ms.items()}
         report |= {f"{k} train img/s": round(v, 2) for k, v in speed.items()}

@@ -7,7 +7,11 @@ that matters is each ratio to its partner, measured in the same run. For ShiftNe
 move are reported too (a shift has no multiply-adds but reads and writes its whole input), and the same network
 with each shift run as the equivalent depthwise convolution with one-hot 3x3 kernels (``Shift.as_conv``).
 
-    python benchmarks/efficient_nets.py [--size 224] [--rounds 15] [--iters 10] [--threads N] [--json]
+    python benchmarks/efficient_nets.py [--size 224] [--rounds 15] [--iters 10] [--threads N] [--json] [--plot [PATH]]
+
+``--plot`` draws latency against MAdds for every model of the run (the shift networks run as convolutions at the
+MAdds of the network: the one-hot multiplies are not its arithmetic), by default to
+``docs/images/efficient_nets_latency.png``.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import copy
 import json
 import platform
 import statistics
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 from backbones import latency_arguments, measure
+from plotting import Point, latency_figure, latency_note, save_figure
 from torch import nn
 
 from mobiletasks import create_model, model_summary, optimize_for_inference
@@ -68,8 +75,35 @@ def shift_bytes(model: nn.Module, size: int) -> int:
     return moved
 
 
+def short(label: str) -> str:
+    """A point's label: "ShuffleNet 1x g=3", "ShiftNet A", "EffNet", "V2 0.6" (MobileNetV2 at width 0.6)."""
+    for long, brief in (("shufflenet_v1", "ShuffleNet"), ("shiftnet", "ShiftNet"), ("mobilenet_v2", "V2")):
+        label = label.replace(long, brief)
+    return label.replace("effnet (imagenet)", "EffNet")
+
+
+def plot(path: Path, median: dict[str, float], info: dict[str, dict[str, Any]], note: str) -> None:
+    points: dict[str, Point] = {}
+    for label, i in info.items():
+        points[label] = Point(short(label), i["macs"] / 1e6, median[f"{label} +opt"], opt=True)
+        if i["shift_mb"]:
+            as_conv = Point(f"{short(label)} as convs", i["macs"] / 1e6, median[f"{label} as-conv +opt"], opt=True)
+            points[f"{label} as-conv"] = as_conv
+        partner = i["partner"]
+        v2 = Point(short(partner), i["partner_macs"] / 1e6, median[f"{partner} +opt"], peer=True, opt=True)
+        points[partner] = v2
+    figure = latency_figure(
+        list(points.values()),
+        title="Efficient networks against MobileNetV2 of matched MAdds",
+        note=note,
+        ours="ShuffleNet V1 / ShiftNet / EffNet",
+        peer="MobileNetV2 of matched MAdds (V2 width)",
+    )
+    print(f"figure: {save_figure(figure, path)}", file=sys.stderr)
+
+
 def main() -> None:
-    args = latency_arguments(__doc__)
+    args = latency_arguments(__doc__, "efficient_nets_latency.png")
     v2_macs = mobilenet_v2_macs(args.size)
     models: dict[str, nn.Module] = {}
     info: dict[str, dict[str, Any]] = {}
@@ -96,6 +130,9 @@ def main() -> None:
     shift_vs_conv = {
         label: median[f"{label} +opt"] / median[f"{label} as-conv +opt"] for label, i in info.items() if i["shift_mb"]
     }
+    if args.plot:
+        note = latency_note(args.rounds, args.iters, f"{args.size}x{args.size}, all +opt")
+        plot(args.plot, median, info, note)
     if args.json:
         out = {"median_ms": median, "ratios": ratios, "shift_vs_conv": shift_vs_conv, "info": info}
         print(json.dumps({**out, "threads": torch.get_num_threads()}))
