@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 from data_trees import DataTrees
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mobiletasks.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ("pr_curve", "confusion_matrix", "attribute_ap")
 ONE_IMAGE = ["--data.init_args.eval_batch_size", "1", "--data.init_args.num_workers", "0"]
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 
@@ -106,6 +108,15 @@ def check_same(command: str, args: list[str], split: str, size: int, tmp_path: P
     one, two = metrics(tmp_path / "one", f"{split}/"), metrics(tmp_path / "two", f"{split}/")
     assert one[f"{split}/images"] == size and size % 2 == 1
     assert two == one  # every metric, per class too, to the last bit
+    # the figures are those of the whole split; the pictures those of the first process, logged once
+    (figure,) = [p for p in (tmp_path / "one").rglob(f"*_{split}.csv") if p.stem.rpartition("_")[0] in FIGURES]
+    (same,) = (tmp_path / "two").rglob(figure.name)
+    assert same.read_text() == figure.read_text()
+    (events,) = (tmp_path / "two").rglob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events.parent), size_guidance={"images": 0})
+    accumulator.Reload()
+    pictures = [tag for tag in accumulator.Tags()["images"] if tag.startswith(f"{split}/pictures/")]
+    assert len(pictures) == min(8, (size + 1) // 2)  # the first process's share: images 0, 2, 4, ...
     return None
 
 

@@ -317,12 +317,15 @@ class BaseTask(L.LightningModule):
         them as images; on the first process, not in the sanity check, and only where the run has a logger."""
         pictures, self._pictures = self._pictures, []
         trainer = self.trainer
-        if trainer.sanity_checking or not trainer.is_global_zero or not self.loggers or trainer.log_dir is None:
+        if trainer.sanity_checking or not self.loggers:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP (the first process's folder): every process asks
+        if not trainer.is_global_zero or log_dir is None:
             return
         if pictures:
             log_images(self.loggers, f"{split}/pictures", pictures, self.global_step)
         if isinstance(evaluator, HasFigures):
-            written = save_figures(evaluator, Path(trainer.log_dir), split)
+            written = save_figures(evaluator, Path(log_dir), split)
             pngs = [path for path in written if path.suffix == ".png"]
             names = [path.stem.removesuffix(f"_{split}") for path in pngs]
             log_images(self.loggers, f"{split}/figures", [png_tensor(p) for p in pngs], self.global_step, names)
