@@ -13,6 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mobiletasks.cli import main
+from mobiletasks.tasks import ClassificationTask
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2"]
@@ -138,3 +139,8 @@ def test_no_pictures_when_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
     tags = events(tmp_path / "runs" / name / "version_0").Tags()["images"]
     assert not [t for t in tags if t.startswith("val/pictures/")]
     assert "val/figures/confusion_matrix" in tags  # the figures do not depend on the pictures
+
+
+def test_negative_picture_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="log_val_images is -1"):
+        ClassificationTask(num_classes=3, log_val_images=-1)

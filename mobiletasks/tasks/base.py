@@ -100,6 +100,11 @@ class BaseTask(L.LightningModule):
         # the optimizer factory is code, not a hyperparameter: checkpoints stay loadable with weights_only=True
         self.save_hyperparameters(ignore=["optimizer"])
         plain_paths(self.hparams)
+        if int(self.hparams.get("log_val_images") or 0) < 0:
+            raise ValueError(
+                f"log_val_images is {self.hparams['log_val_images']}; give the number of validation images to log "
+                "with their predictions (0: none)"
+            )
         self.optimizer = optimizer
         self.evaluators: dict[str, Evaluator] = {}  # per split, while its epoch runs
         self.scored: dict[str, int] = {}  # images fed to each split's evaluator
