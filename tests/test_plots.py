@@ -466,6 +466,17 @@ def test_evaluate_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert table == {f"ap/{n}": f"{curves[n][1].mean():.4f}" for n in NAMES.values()}
 
 
+@pytest.mark.parametrize("plots", ["", "a_file"])
+def test_evaluate_plots_needs_a_folder(plots: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file or an empty path as --plots is named before anything is scored (not "File exists" from deep inside)."""
+    (tmp_path / "a_file").write_text("")
+    target = str(tmp_path / plots) if plots else ""
+    argv = ["evaluate", "--annotations", "gt.json", "--results", "r.json", "--plots", target]  # neither exists
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--plots {target!r} is {'a file' if plots else 'empty'}: give a folder" in err
+
+
 # ------------------------------------------------------------------------------------------------ distributed
 
 

@@ -5,7 +5,6 @@ evaluation figures after validate, whose CSV tables agree with the metrics logge
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 import pytest
@@ -96,10 +95,9 @@ def check_table(figure: str, rows: list[list[str]], metrics: dict[str, float]) -
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(QUICKSTARTS))
 def test_quickstart_shows_curves_pictures_and_figures(
-    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    caplog.set_level(logging.INFO)
     data, name, figure = QUICKSTARTS[task]
     config = ["--config", str(ROOT / "configs" / task / "quickstart.yaml"), *SMALL, *data]
     assert main(["fit", *config, *STEPS, "--model.init_args.log_val_images", str(PICTURES)]) == 0
@@ -115,7 +113,8 @@ def test_quickstart_shows_curves_pictures_and_figures(
     scalars = set(found.Tags()["scalars"])
     assert {"train/loss", "train/lr", monitor} <= scalars
     assert {"train/loss", "train/lr", monitor} <= set(metrics_csv(fit_dir))  # the CSV beside, same folder
-    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("val after epoch 0 (step 2): ")]
+    console = capsys.readouterr()
+    said = [line for line in (console.out + console.err).splitlines() if "val after epoch 0 (step 2): " in line]
     assert len(said) == 1 and f"{monitor.partition('/')[2]} " in said[0]  # the console line of the validation
     assert not (tmp_path / "runs" / name / "version_1").exists()  # one folder for both files
 

@@ -31,6 +31,11 @@ def main(argv: list[str]) -> int:
         "the category's AP) and at IoU 0.50 (dashed)",
     )
     args = parser.parse_args(argv)
+    if args.plots is not None and (not args.plots.strip() or Path(args.plots).is_file()):
+        what = "is a file" if args.plots.strip() else "is empty"
+        message = f"--plots {args.plots!r} {what}: give a folder (created if missing)"
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
     try:
         evaluation = evaluate_results(args.annotations, args.results)
     except (FileNotFoundError, ValueError) as err:

@@ -33,7 +33,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from ..compat import NormBase, attached_trainer
@@ -312,7 +311,8 @@ class BaseTask(L.LightningModule):
         if self.trainer.sanity_checking or self.trainer.state.fn != "fit":
             return
         summary = {k: v for k, v in metrics.items() if "/" not in k.partition("/")[2]}
-        rank_zero_info(
+        # through the progress bar (first process only), so that the line does not end up inside the bar
+        self.print(
             f"{split} after epoch {self.current_epoch} (step {self.global_step}): "
             + ", ".join(f"{k.partition('/')[2]} {v:.4f}" for k, v in summary.items())
         )

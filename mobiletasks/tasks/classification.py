@@ -13,11 +13,13 @@ from torch import Tensor, nn
 
 from .base import BaseTask, Evaluator, Schedule
 from .distill import binary_soft_loss, load_teacher, softmax_soft_loss
+from .pictures import side_by_side, text_panel, to_side
 from .safety import NonFinitePolicy
 from .writers.classification import caption_cell
 
 log = logging.getLogger(__name__)
 Batch = tuple[Tensor, dict[str, Any]]
+ATTRIBUTE_SIDE = 160  # pixels: an attribute picture's image; its text beside it, twice as wide, at most 3x as high
 
 
 class ClassificationTask(BaseTask):
@@ -240,14 +242,20 @@ class AttributeTask(ClassificationTask):
         return binary_soft_loss(logits, teacher_logits, self.hparams["temperature"])
 
     def draw_pictures(self, batch: Batch, preds: Tensor, count: int) -> list[Tensor]:
-        """Per image: the attributes predicted present, and those predicted wrong (red) or "all right" (green)."""
+        """Per image: the image, the attributes predicted present (in red those absent in truth), and those
+        predicted absent but present in truth (red); "all right" (green) where every attribute is."""
         name = self._class_names()
         present = self.probabilities(preds[:count]) > 0.5  # AttributeEvaluator's threshold
-        wrong = present != batch[1]["labels"][:count].bool()
+        truth = batch[1]["labels"][:count].bool()
         pictures = []
-        for image, shown, missed in zip(batch[0], present, wrong, strict=False):
-            caption = ", ".join(name(c) for c in shown.nonzero()[:, 0].tolist()) or "none present"
-            errors = [name(c) for c in missed.nonzero()[:, 0].tolist()]
-            note = f"{len(errors)} wrong: {', '.join(errors)}" if errors else f"all {len(missed)} right"
-            pictures.append(caption_cell(image, caption, note=note, note_color="red" if errors else "green"))
+        for image, shown, true in zip(batch[0], present, truth, strict=False):
+            small, _ = to_side(image, ATTRIBUTE_SIDE)
+            pixels = (small.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            lines = [("predicted present:", "black")]
+            lines += [(f"  {name(c)}", "black" if true[c] else "red") for c in shown.nonzero()[:, 0].tolist()]
+            missed = (true & ~shown).nonzero()[:, 0].tolist()
+            lines += [("missed:", "red"), *((f"  {name(c)}", "red") for c in missed)] if missed else []
+            if bool((shown == true).all()):
+                lines.append((f"all {len(true)} right", "green"))
+            pictures.append(side_by_side([pixels, text_panel(lines, 2 * ATTRIBUTE_SIDE, 3 * ATTRIBUTE_SIDE)]))
         return pictures

@@ -105,7 +105,7 @@ class DetectionTask(BaseTask):
             truth = {"boxes": target["boxes"] * scale, "labels": target["labels"]}
             found = {**pred, "boxes": pred["boxes"] * scale}
             panels = [draw_detections(small, truth, names), draw_detections(small, found, names, PICTURE_SCORE)]
-            pictures.append(side_by_side(panels))
+            pictures.append(side_by_side(panels, ["ground truth", f"detections scoring {PICTURE_SCORE} or more"]))
         return pictures
 
     def on_evaluated(self, split: str, evaluator: Evaluator) -> None:

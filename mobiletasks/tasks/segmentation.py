@@ -112,7 +112,8 @@ class SegmentationTask(BaseTask):
             masks = torch.stack([target["mask"][:h, :w], labels[:h, :w]])[:, None].float()
             truth, found = F.interpolate(masks, size, mode="nearest")[:, 0].long()
             pixels = (small.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-            pictures.append(side_by_side([pixels, draw_segmentation(small, truth), draw_segmentation(small, found)]))
+            panels = [pixels, draw_segmentation(small, truth), draw_segmentation(small, found)]
+            pictures.append(side_by_side(panels, ["image", "ground truth", "prediction"]))
         return pictures
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:

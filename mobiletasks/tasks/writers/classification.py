@@ -23,18 +23,18 @@ from .base import gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClassificationWriter", "caption_cell"]
+__all__ = ["ClassificationWriter", "caption_cell", "caption_font", "fit_text"]
 
 THUMBNAIL = 128  # every image is resized to THUMBNAIL x THUMBNAIL pixels on the contact sheet
 PADDING = 2  # pixels between the cells of the sheet (make_grid's padding, white)
 
 
 @cache
-def _font() -> Any:
+def caption_font() -> Any:
     return ImageFont.load_default(size=12)  # Aileron through FreeType; a bitmap font without it
 
 
-def _fit(text: str, width: int, draw: ImageDraw.ImageDraw, font: Any) -> str:
+def fit_text(text: str, width: int, draw: ImageDraw.ImageDraw, font: Any) -> str:
     """``text``, cut and ended with "..." where it is wider than ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
         return text
@@ -57,16 +57,16 @@ def caption_cell(image: Tensor, caption: str, score: str = "", note: str = "", n
     """
     thumb = F.interpolate(image[None].float().cpu(), (THUMBNAIL, THUMBNAIL), mode="bilinear", antialias=True)
     pixels = (thumb[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    font = _font()
+    font = caption_font()
     strip = int(font.getbbox("Ag")[3]) + 4  # the text's height and a margin
     cell = Image.new("RGB", (THUMBNAIL, THUMBNAIL + strip * (2 if note else 1)), "white")
     cell.paste(Image.fromarray(pixels), (0, 0))
     draw = ImageDraw.Draw(cell)
     suffix = f" {score}" if score else ""
-    text = _fit(caption, THUMBNAIL - 4 - int(draw.textlength(suffix, font=font)), draw, font) + suffix
+    text = fit_text(caption, THUMBNAIL - 4 - int(draw.textlength(suffix, font=font)), draw, font) + suffix
     draw.text((2, THUMBNAIL + 2), text, fill="black", font=font)
     if note:
-        draw.text((2, THUMBNAIL + strip + 2), _fit(note, THUMBNAIL - 4, draw, font), fill=note_color, font=font)
+        draw.text((2, THUMBNAIL + strip + 2), fit_text(note, THUMBNAIL - 4, draw, font), fill=note_color, font=font)
     return torch.from_numpy(np.asarray(cell).copy()).permute(2, 0, 1)
 
 
