@@ -143,3 +143,16 @@ def test_no_pictures_when_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_negative_picture_count_is_refused() -> None:
     with pytest.raises(ValueError, match="log_val_images is -1"):
         ClassificationTask(num_classes=3, log_val_images=-1)
+
+
+def test_a_run_without_logger_writes_nothing_into_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No log folder, no figures and no results file: Lightning's log folder would be the working directory."""
+    monkeypatch.chdir(tmp_path)
+    data, _, _ = QUICKSTARTS["detection"]
+    config = ["--config", str(ROOT / "configs" / "detection" / "quickstart.yaml"), *SMALL, *data]
+    assert main(["fit", *config, *STEPS, "--trainer.logger", "false"]) == 0
+    written = {p.name for p in tmp_path.iterdir() if p.is_file()}
+    assert not {n for n in written if n.endswith((".json", ".png", ".csv"))}, written
+    assert not list(tmp_path.glob("events.out.tfevents.*"))

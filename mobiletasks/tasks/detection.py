@@ -109,10 +109,14 @@ class DetectionTask(BaseTask):
         return pictures
 
     def on_evaluated(self, split: str, evaluator: Evaluator) -> None:
+        """Write the split's detections as ``<split>_results.json`` into the run's log folder (none without a logger:
+        Lightning's log folder would then be the working directory)."""
         write = getattr(evaluator, "write_results", None)
         trainer = self.trainer
-        log_dir = trainer.log_dir
-        if write is not None and not trainer.sanity_checking and log_dir is not None and trainer.is_global_zero:
+        if write is None or trainer.sanity_checking or not self.loggers:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP: every process asks
+        if log_dir is not None and trainer.is_global_zero:
             path = Path(log_dir) / f"{split}_results.json"
             write(path)
             log.info("%s detections written to %s", split, path)
