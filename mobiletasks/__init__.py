@@ -3,6 +3,7 @@
 from . import backbones, models
 from .backbones import FeatureInfo
 from .factory import create_backbone, create_model
+from .models import FPNBackbone, IntermediateTaps
 from .optimize import fuse_bn_, optimize_for_inference
 from .registry import list_backbones, list_models, register_backbone, register_model
 from .summary import ModelSummary, model_summary
@@ -10,7 +11,9 @@ from .summary import ModelSummary, model_summary
 __version__ = "0.1.0"
 
 __all__ = [
+    "FPNBackbone",
     "FeatureInfo",
+    "IntermediateTaps",
     "ModelSummary",
     "backbones",
     "create_backbone",
