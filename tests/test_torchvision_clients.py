@@ -191,10 +191,35 @@ def test_any_registered_backbone() -> None:
 
 
 def test_errors_name_the_fix() -> None:
+    built = create_model_backbone()
     with pytest.raises(ValueError, match="no tap 'layer99'; its taps are"):
-        IntermediateTaps(create_model_backbone(), {"layer99": "out"})
+        IntermediateTaps(built, {"layer99": "out"})
+    with pytest.raises(ValueError, match=r"names a tap mobilenet_v2 does not have .* e.g. \{'layer19': 'out'\}"):
+        IntermediateTaps("mobilenet_v2", {"out": "layer19"})  # the mapping the wrong way round
+    with pytest.raises(ValueError, match="give a dict from tap names"):
+        IntermediateTaps("mobilenet_v2", ["layer19"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="given with a built backbone"):
-        FPNBackbone(create_model_backbone(), width_mult=0.5)
+        FPNBackbone(built, width_mult=0.5)
+    with pytest.raises(ValueError, match="leave it out with out_features or a built backbone"):
+        FPNBackbone(built, levels=3)
+    with pytest.raises(ValueError, match="levels is 0"):
+        FPNBackbone("mobilenet_v2", levels=0)
+    with pytest.raises(TypeError, match="pass a registered name"):
+        FPNBackbone(nn.Conv2d(3, 8, 3))  # type: ignore[arg-type]
+    # dilated to stride 8, MobileNetV2 has taps at 3 strides: refused when built, not at the first forward
+    with pytest.raises(ValueError, match=r"taps at only 3 strides .* keep output_stride 32 for detection"):
+        FPNBackbone("mobilenet_v2", width_mult=0.5, output_stride=8)
+
+
+def test_retinanet_p3_to_p7() -> None:
+    """RetinaNet's paper pyramid: three taps and P6, P7 (``LastLevelP6P7``) are the five maps of its anchors."""
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    backbone = FPNBackbone("mobilenet_v2", width_mult=0.5, levels=3, extra_blocks=LastLevelP6P7(256, 256))
+    model = RetinaNet(backbone, num_classes=3, min_size=128, max_size=128).eval()
+    assert list(backbone(torch.rand(1, 3, 128, 128))) == ["0", "1", "2", "p6", "p7"]
+    with torch.inference_mode():
+        assert set(model([torch.rand(3, 128, 96)])[0]) == {"boxes", "scores", "labels"}
 
 
 def create_model_backbone() -> nn.Module:

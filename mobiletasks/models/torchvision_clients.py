@@ -49,9 +49,15 @@ def coarsest_taps(levels: int) -> Any:
     return select
 
 
-def _backbone(backbone: Backbone | str, out_features: Any, kwargs: dict[str, Any]) -> Backbone:
+def _backbone(backbone: Backbone | str, kwargs: dict[str, Any]) -> Backbone:
+    """The backbone of a name (``create_backbone(name, **kwargs)``) or a built one (then without ``kwargs``)."""
     if isinstance(backbone, str):
-        return create_backbone(backbone, out_features=out_features, **kwargs)
+        return create_backbone(backbone, **kwargs)
+    if not isinstance(backbone, Backbone):
+        raise TypeError(
+            f"backbone is a {type(backbone).__name__}; pass a registered name (mobiletasks.list_backbones(): "
+            "'mobilenet_v2', 'torchvision/resnet50', ...) or a backbone create_backbone built (with feature_info)"
+        )
     if kwargs:
         raise ValueError(
             f"backbone arguments {sorted(kwargs)} given with a built backbone; pass the backbone's name with them, "
@@ -74,14 +80,18 @@ class FPNBackbone(nn.Module):
             ``backbone_kwargs`` and the taps of :func:`coarsest_taps` (unless ``out_features`` is given), or a built
             backbone (all its taps are used).
         out_channels: the pyramid's channels (FPN paper: 256).
-        levels: the backbone taps the pyramid takes (name given, no ``out_features``).
-        extra_blocks: the pyramid's extra levels (default ``LastLevelMaxPool``; ``LastLevelP6P7`` for RetinaNet's
-            paper setting changes the names to ``"p6"``, ``"p7"``: pass the matching anchor generator then).
+        levels: the backbone taps the pyramid takes (default 4; a name given, without ``out_features``). The
+            detectors' default anchor generators take 5 maps: ``levels + 1`` with ``LastLevelMaxPool``, ``levels +
+            2`` with ``LastLevelP6P7`` (so ``levels=3`` there, RetinaNet's P3-P7).
+        extra_blocks: the pyramid's extra levels (default ``LastLevelMaxPool``, ``"pool"``; ``LastLevelP6P7(256,
+            256)`` adds ``"p6"`` and ``"p7"``).
         backbone_kwargs: ``create_backbone``'s arguments: ``pretrained`` (ImageNet weights), ``width_mult``,
             ``output_stride``, ``frozen_stages``, ``out_features``, ...
 
     Raises:
-        ValueError: backbone arguments with a built backbone; ``create_backbone``'s errors.
+        ValueError: backbone arguments or ``levels`` with a built backbone; ``levels`` below 1, or more than the
+            backbone has strides (e.g. MobileNetV2 at ``output_stride=8`` has 3); ``create_backbone``'s errors.
+        TypeError: ``backbone`` is neither a name nor a backbone with ``feature_info``.
 
     Attributes:
         body: the backbone; ``fpn``: torchvision's ``FeaturePyramidNetwork``; ``out_channels``: what the detection
@@ -92,13 +102,31 @@ class FPNBackbone(nn.Module):
         self,
         backbone: Backbone | str,
         out_channels: int = 256,
-        levels: int = 4,
+        levels: int | None = None,
         extra_blocks: ExtraFPNBlock | None = None,
         **backbone_kwargs: Any,
     ) -> None:
         super().__init__()
-        out_features = backbone_kwargs.pop("out_features", coarsest_taps(levels))
-        self.body = _backbone(backbone, out_features, backbone_kwargs)
+        if levels is not None and (not isinstance(levels, int) or isinstance(levels, bool) or levels < 1):
+            raise ValueError(f"levels is {levels!r}; give the number of backbone taps the pyramid takes, e.g. 4")
+        named = isinstance(backbone, str)
+        if levels is not None and (not named or "out_features" in backbone_kwargs):
+            raise ValueError(
+                "levels picks the taps of a backbone built from its name; leave it out with out_features or a "
+                "built backbone (all their taps are used)"
+            )
+        wanted = None
+        if named and "out_features" not in backbone_kwargs:
+            wanted = levels or 4
+            backbone_kwargs["out_features"] = coarsest_taps(wanted)
+        self.body = _backbone(backbone, backbone_kwargs)
+        taps = [(info.name, info.reduction) for info in self.body.feature_info]
+        if wanted is not None and len(taps) < wanted:
+            raise ValueError(
+                f"{backbone} has taps at only {len(taps)} strides here {taps}, and the pyramid takes {wanted}: keep "
+                "output_stride 32 for detection (dilation is for segmentation), or pass levels="
+                f"{len(taps)} and the client an anchor generator and RoI pooler of {len(taps) + 1} maps"
+            )
         channels = [info.channels for info in self.body.feature_info]
         self.fpn = FeaturePyramidNetwork(channels, out_channels, extra_blocks or LastLevelMaxPool())
         self.out_channels = out_channels
@@ -113,7 +141,7 @@ class IntermediateTaps(nn.Module):
     torchvision's ``IntermediateLayerGetter`` does for its own networks' layers.
 
     ``{"layer19": "out", "layer14": "aux"}`` for ``DeepLabV3`` and ``FCN`` (with an auxiliary head),
-    ``{"layer4": "low", "layer19": "high"}`` for ``LRASPP``.
+    ``{"layer7": "low", "layer19": "high"}`` for ``LRASPP`` (strides 8 and 32).
 
     Args:
         backbone: a registered name (built with ``backbone_kwargs`` and exactly these taps) or a built backbone.
@@ -130,7 +158,25 @@ class IntermediateTaps(nn.Module):
 
     def __init__(self, backbone: Backbone | str, return_taps: Mapping[str, str], **backbone_kwargs: Any) -> None:
         super().__init__()
-        self.body = _backbone(backbone, list(return_taps), backbone_kwargs)
+        if not isinstance(return_taps, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in return_taps.items()
+        ):
+            raise ValueError(
+                f"return_taps is {return_taps!r}; give a dict from tap names to the names the client reads, e.g. "
+                "{'layer19': 'out'} for DeepLabV3"
+            )
+        if isinstance(backbone, str):
+            try:
+                self.body = create_backbone(backbone, out_features=list(return_taps), **backbone_kwargs)
+            except ValueError as err:
+                if "out_features" not in str(err):
+                    raise
+                raise ValueError(
+                    f"return_taps {dict(return_taps)} names a tap {backbone} does not have (it maps a tap to the name "
+                    f"the client reads, e.g. {{'layer19': 'out'}}): {err}"
+                ) from None
+        else:
+            self.body = _backbone(backbone, backbone_kwargs)
         known = {info.name: info.channels for info in self.body.feature_info}
         missing = [tap for tap in return_taps if tap not in known]
         if missing:
