@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from mobiletasks.common import PathLike
+from mobiletasks.common import PathLike, replace_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +173,11 @@ def image_to_tensor(image: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
+def tensor_to_pixels(image: Tensor) -> Tensor:
+    """Float [C, H, W] in [0, 1] (clamped) -> uint8 [C, H, W] on the CPU, rounded: what drawing and PNGs take."""
+    return (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
 def voc_palette(n: int = 256) -> list[int]:
     """The PASCAL VOC colormap as a flat ``[r0, g0, b0, r1, ...]`` list of ``n`` colors (``PIL.Image.putpalette``).
 
@@ -213,6 +217,4 @@ def write_index_png(labels: Tensor, path: Path) -> None:
 def save_png(picture: Image.Image, path: Path) -> None:
     """Save through a temporary file and a rename, so a crash never leaves half a picture."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    picture.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    replace_atomically(path, lambda name: picture.save(name, format="PNG"))

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import textwrap
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from mobiletasks.common import PathLike
+from mobiletasks.common import PathLike, replace_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -299,17 +297,6 @@ def attribute_ap_table(aps: dict[str, float]) -> list[Row]:
     return rows
 
 
-def _replace(path: Path, write: Callable[[str], object]) -> None:
-    """``write(name)`` a hidden temporary file beside ``path``, then ``os.replace`` it there: never half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(str(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def save_figures(evaluator: HasFigures, directory: PathLike, split: str) -> list[Path]:
     """Write ``<key>_<split>.png`` and ``<key>_<split>.csv`` for every key of ``evaluator.figures()`` and
     ``evaluator.tables()`` into ``directory`` (created if missing); return the paths written, PNG then CSV per key.
@@ -329,11 +316,11 @@ def save_figures(evaluator: HasFigures, directory: PathLike, split: str) -> list
         for key in dict.fromkeys([*figures, *tables]):
             if key in figures:
                 png = folder / f"{key}_{split}.png"
-                _replace(png, partial(_write_png, figures[key]))
+                replace_atomically(png, partial(_write_png, figures[key]))
                 written.append(png)
             if key in tables:
                 table = folder / f"{key}_{split}.csv"
-                _replace(table, partial(_write_csv, tables[key]))
+                replace_atomically(table, partial(_write_csv, tables[key]))
                 written.append(table)
     finally:
         for figure in figures.values():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from ..data.io import tensor_to_pixels
 from .base import BaseTask, Evaluator, Schedule
 from .distill import binary_soft_loss, load_teacher, softmax_soft_loss
 from .pictures import side_by_side, text_panel, to_side
@@ -250,7 +251,7 @@ class AttributeTask(ClassificationTask):
         pictures = []
         for image, shown, true in zip(batch[0], present, truth, strict=False):
             small, _ = to_side(image, ATTRIBUTE_SIDE)
-            pixels = (small.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            pixels = tensor_to_pixels(small)
             lines = [("predicted present:", "black")]
             lines += [(f"  {name(c)}", "black" if true[c] else "red") for c in shown.nonzero()[:, 0].tolist()]
             missed = (true & ~shown).nonzero()[:, 0].tolist()

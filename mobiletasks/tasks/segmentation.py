@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
+from ..data.io import tensor_to_pixels
 from .base import BaseTask, Evaluator, Schedule
 from .pictures import side_by_side, to_side
 from .safety import NonFinitePolicy
@@ -111,7 +112,7 @@ class SegmentationTask(BaseTask):
             size = small.shape[-2:]
             masks = torch.stack([target["mask"][:h, :w], labels[:h, :w]])[:, None].float()
             truth, found = F.interpolate(masks, size, mode="nearest")[:, 0].long()
-            pixels = (small.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            pixels = tensor_to_pixels(small)
             panels = [pixels, draw_segmentation(small, truth), draw_segmentation(small, found)]
             pictures.append(side_by_side(panels, ["image", "ground truth", "prediction"]))
         return pictures

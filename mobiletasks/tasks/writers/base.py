@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import lightning as L
 
+from ...common import replace_atomically
 from ...data.base import HasSplits
 from ...evaluation.distributed import gather
 
@@ -21,9 +21,8 @@ T = TypeVar("T")
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    text = json.dumps(data)
+    replace_atomically(path, lambda name: Path(name).write_text(text))
 
 
 def split_file_names(trainer: L.Trainer, split: str = "predict") -> list[str]:

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from ...data.io import save_png
+from ...data.io import save_png, tensor_to_pixels
 from .base import gather_in_order, split_file_names, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def caption_cell(image: Tensor, caption: str, score: str = "", note: str = "", n
         True
     """
     thumb = F.interpolate(image[None].float().cpu(), (THUMBNAIL, THUMBNAIL), mode="bilinear", antialias=True)
-    pixels = (thumb[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    pixels = tensor_to_pixels(thumb[0]).permute(1, 2, 0).contiguous().numpy()
     font = caption_font()
     strip = int(font.getbbox("Ag")[3]) + 4  # the text's height and a margin
     cell = Image.new("RGB", (THUMBNAIL, THUMBNAIL + strip * (2 if note else 1)), "white")

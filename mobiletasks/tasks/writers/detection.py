@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.ops import box_convert
 from torchvision.utils import draw_bounding_boxes
 
-from ...data.io import save_png
+from ...data.io import save_png, tensor_to_pixels
 from ...evaluation.distributed import total
 from .base import OutputNames, gather_in_order, split_file_names, write_json_atomic
 
@@ -48,7 +48,7 @@ def draw_detections(
         ]
     )
     colors = [tuple(c) for c in palette[labels % len(palette)].tolist()]
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    pixels = tensor_to_pixels(image)
     if not len(boxes):
         return pixels
     return draw_bounding_boxes(

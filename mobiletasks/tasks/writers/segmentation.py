@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
-from ...data.io import save_png, voc_palette, write_index_png
+from ...data.io import save_png, tensor_to_pixels, voc_palette, write_index_png
 from ...evaluation.distributed import total
 from .base import OutputNames, gather_in_order, split_file_names, write_json_atomic
 
@@ -26,7 +26,7 @@ __all__ = ["SegmentationWriter", "draw_segmentation"]
 def draw_segmentation(image: Tensor, labels: Tensor, alpha: float = 0.5) -> Tensor:
     """``image`` (float [0, 1], 3 x H x W) as uint8 with each predicted class but background (0) painted over it
     in its VOC color; ``labels`` is the [H, W] class map."""
-    pixels = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    pixels = tensor_to_pixels(image)
     labels = labels.detach().cpu()
     classes = [c for c in labels.unique().tolist() if c != 0]
     if not classes:
