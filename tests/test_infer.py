@@ -22,7 +22,7 @@ from conftest import randomize
 from PIL import Image
 
 from mobiletasks.cli import main
-from mobiletasks.cli.infer import OnnxPredictModule
+from mobiletasks.cli.infer import PredictorModule
 from mobiletasks.data import COCODetectionDataModule, ImageFolderDataModule
 from mobiletasks.data.inference import InferenceDataModule, find_images
 from mobiletasks.data.segmentation.datamodules import COCOSegmentationDataModule
@@ -231,7 +231,7 @@ def test_classification_checkpoint_and_predict_agree(classifier: Run, photos: Pa
 
 
 def test_onnx_module_returns_what_the_task_returns(classifier: Run) -> None:
-    """``OnnxPredictModule`` on a predictor that gives the task's logits: the task's probabilities, so the writer
+    """``PredictorModule`` on a predictor that gives the task's logits: the task's probabilities, so the writer
     gets what it gets from the checkpoint (softmax; sigmoid and ``multi_label`` for attributes)."""
     task = ClassificationTask.load_from_checkpoint(classifier.ckpt).eval()
 
@@ -248,8 +248,8 @@ def test_onnx_module_returns_what_the_task_returns(classifier: Run) -> None:
     with torch.no_grad():
         want = task.predict_step(batch, 0)
         logits = task(images)
-    torch.testing.assert_close(OnnxPredictModule(Logits("classification")).predict_step(batch, 0), want)
-    attributes = OnnxPredictModule(Logits("attributes"))
+    torch.testing.assert_close(PredictorModule(Logits("classification")).predict_step(batch, 0), want)
+    attributes = PredictorModule(Logits("attributes"))
     assert attributes.multi_label
     torch.testing.assert_close(attributes.predict_step(batch, 0), logits.sigmoid())
     empty = (torch.zeros(0, 3, 0, 0), {"file_name": []})

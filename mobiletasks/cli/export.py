@@ -1,10 +1,12 @@
-"""``mobiletasks export``: a model to ONNX, from a checkpoint, a config or a model name.
+"""``mobiletasks export``: a model to ONNX, LiteRT (``.tflite``) or ExecuTorch (``.pte``), from a checkpoint, a
+config or a model name.
 
 Examples:
     mobiletasks export --ckpt_path runs/quickstart/checkpoints/last.ckpt --output ssdlite.onnx
     mobiletasks export --model ssdlite_mobilenet_v2 num_classes=80 --input-size 320 --output ssdlite.onnx
     mobiletasks export --config configs/detection/quickstart.yaml --ckpt_path last.ckpt --output q.onnx --int8 \\
         --calibration-images data/shapes/train
+    mobiletasks export --ckpt_path last.ckpt --format litert --output ssdlite.tflite --int8 --calibration-images DIR
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from typing import Any
 import yaml
 
 log = logging.getLogger("mobiletasks.export")
+SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "executorch": ".pte"}  # as mobiletasks.deploy.load_predictor
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mobiletasks export",
-        description="Export a model with its pre- and post-processing to ONNX (docs/deploy.md).",
+        description=(
+            "Export a model with its pre- and post-processing to ONNX, or its network to LiteRT or ExecuTorch for "
+            "phones (docs/deploy.md)."
+        ),
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt_path", "--ckpt-path", dest="ckpt_path", help="a .ckpt of a mobiletasks run")
@@ -33,13 +39,25 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("kwargs", nargs="*", metavar="KEY=VALUE", help="builder arguments of --model (YAML values)")
     p.add_argument("--weights", help="with --model or --config: a weights file or .ckpt to load into the model")
-    p.add_argument("--output", "-o", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--output", "-o", required=True, help="the file to write: .onnx, .tflite (LiteRT) or .pte (ExecuTorch)"
+    )
+    p.add_argument(
+        "--format",
+        choices=list(SUFFIXES),
+        help="onnx (onnxruntime), litert (LiteRT / TFLite) or executorch (ExecuTorch with XNNPACK); default: by the "
+        "--output suffix, else onnx. litert and executorch need the mobile extra: pip install 'mobiletasks[mobile]'",
+    )
     p.add_argument("--task", choices=["classification", "attributes", "detection", "segmentation"])
     p.add_argument("--input-size", type=int, help="square input side (default: the model's or the run's)")
     p.add_argument("--class-names", help="comma-separated class names (default: the run's, else class_0, ...)")
-    p.add_argument("--static-batch", action="store_true", help="batch size fixed to 1 (default: dynamic)")
+    p.add_argument(
+        "--static-batch", action="store_true", help="ONNX: batch fixed to 1 (default: dynamic; LiteRT, ExecuTorch: 1)"
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: mobiletasks.deploy.onnx.OPSET)")
-    p.add_argument("--int8", action="store_true", help="also write <output>.int8.onnx: static int8 quantization")
+    p.add_argument(
+        "--int8", action="store_true", help="also write <output>.int8.<suffix>: static int8, calibrated on images"
+    )
     p.add_argument("--calibration-images", help="with --int8: a folder of training images to calibrate on")
     p.add_argument("--calibration-count", type=int, default=64, help="with --int8: images used (default 64)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -105,44 +123,80 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
         print(f"mobiletasks export: error: {err}")
         return 2
 
 
+def output_format(output: Path, requested: str | None) -> str:
+    """The format to write: ``requested`` (it must fit the suffix of ``output``), else the suffix's, else onnx."""
+    by_suffix = next((name for name, suffix in SUFFIXES.items() if output.suffix.lower() == suffix), None)
+    if requested is None:
+        return by_suffix or "onnx"
+    if output.suffix.lower() != SUFFIXES[requested]:
+        raise ValueError(
+            f"--format {requested} writes a {SUFFIXES[requested]} file, but --output is {output}; name it "
+            f"{output.with_suffix(SUFFIXES[requested]).name}"
+        )
+    return requested
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..deploy.graphs import TASKS
-    from ..deploy.onnx import OPSET, export_onnx
 
     output = Path(args.output)
-    int8_output = output.with_suffix(".int8.onnx")
+    fmt = output_format(output, args.format)
+    int8_output = output.with_suffix(".int8" + SUFFIXES[fmt])
     if args.int8 and not args.calibration_images:
         raise ValueError("--int8 calibrates on training images: add --calibration-images DIR")
-    for path in [output, *([int8_output] if args.int8 else [])]:
+    if fmt != "onnx" and args.opset is not None:
+        raise ValueError(f"--opset is an ONNX option; --format {fmt} has none")
+    written = [output, *([int8_output] if args.int8 else [])]
+    if fmt != "onnx":
+        from ..deploy.mobile import metadata_path, require
+
+        written += [metadata_path(path) for path in written]
+        require(*(("litert_torch", "ai_edge_quantizer") if fmt == "litert" else ("executorch",)), runtime=fmt)
+    for path in written:
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or choose another --output")
     model, record = build(args)
-    kind = args.task or (record.get("kind") if record.get("kind") in TASKS else None)
-    names = args.class_names.split(",") if args.class_names else record.get("class_names") or []
-    size = args.input_size or record.get("image_size")
-    info = export_onnx(
-        model,
-        output,
-        task=kind,
-        input_size=size,
-        class_names=names,
-        dynamic_batch=not args.static_batch,
-        crop_fraction=float(record.get("crop_fraction") or 0.875),
-        category_ids=record.get("category_ids"),
-        model_name=str(record.get("model") or ""),
-        opset=args.opset or OPSET,
-    )
-    print(
-        f"wrote {output}: {info.task}, input {info.input_size[0]}x{info.input_size[1]}, {len(info.class_names)} names"
-    )
+    options: dict[str, Any] = {
+        "task": args.task or (record.get("kind") if record.get("kind") in TASKS else None),
+        "input_size": args.input_size or record.get("image_size"),
+        "class_names": args.class_names.split(",") if args.class_names else record.get("class_names") or [],
+        "crop_fraction": float(record.get("crop_fraction") or 0.875),
+        "category_ids": record.get("category_ids"),
+        "model_name": str(record.get("model") or ""),
+    }
+    if fmt == "onnx":
+        info = _onnx(args, model, output, int8_output, options)
+    else:
+        if fmt == "litert":
+            from ..deploy.litert import export_litert as export
+        else:
+            from ..deploy.executorch import export_executorch as export
+        info = export(
+            model,
+            output,
+            **options,
+            int8_path=int8_output if args.int8 else None,
+            calibration_images=args.calibration_images,
+            calibration_count=args.calibration_count,
+        )
+    size = f"{info.input_size[0]}x{info.input_size[1]}"
+    print(f"wrote {output}: {fmt}, {info.task}, input {size}, {len(info.class_names)} names")
+    if args.int8:
+        print(f"wrote {int8_output}: int8 (static, calibrated on {args.calibration_images})")
+    return 0
+
+
+def _onnx(args: argparse.Namespace, model: Any, output: Path, int8_output: Path, options: dict[str, Any]) -> Any:
+    from ..deploy.onnx import OPSET, export_onnx
+
+    info = export_onnx(model, output, dynamic_batch=not args.static_batch, opset=args.opset or OPSET, **options)
     if args.int8:
         from ..deploy.quantize import quantize_int8
 
         quantize_int8(output, int8_output, args.calibration_images, count=args.calibration_count)
-        print(f"wrote {int8_output}: int8 (static, calibrated on {args.calibration_images})")
-    return 0
+    return info

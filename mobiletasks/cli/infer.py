@@ -1,14 +1,17 @@
-"""``mobiletasks infer``: a checkpoint or an ONNX file on your own images, without a config or the training data.
+"""``mobiletasks infer``: a checkpoint or an exported model (ONNX, LiteRT, ExecuTorch) on your own images, without
+a config or the training data.
 
 It writes what ``mobiletasks predict`` writes for the model's task, with the same prediction writers run by a
-Lightning ``Trainer.predict``: a checkpoint's task predicts as in ``predict``; an ONNX file runs in onnxruntime
-through :class:`OnnxPredictModule`, which returns what the task's ``predict_step`` returns. The images come from
-:mod:`mobiletasks.data.inference`; class names, COCO category ids and a classifier's preprocessing from what the
-checkpoint (``BaseTask.deploy_record``) or the ONNX file (``DeployInfo``) recorded. See ``docs/deploy.md``.
+Lightning ``Trainer.predict``: a checkpoint's task predicts as in ``predict``; an exported file runs in its
+runtime (:func:`~mobiletasks.deploy.load_predictor`) through :class:`PredictorModule`, which returns what the
+task's ``predict_step`` returns. The images come from :mod:`mobiletasks.data.inference`; class names, COCO
+category ids and a classifier's preprocessing from what the checkpoint (``BaseTask.deploy_record``) or the
+exported file (``DeployInfo``) recorded. See ``docs/deploy.md``.
 
 Examples:
     mobiletasks infer runs/quickstart/checkpoints/last.ckpt photos/ --output runs/photos
     mobiletasks infer ssdlite.onnx 'cams/**/*.jpg' street.jpg --score-threshold 0.5 --overwrite
+    mobiletasks infer ssdlite.int8.tflite photos/
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ..data.base import default_num_workers
 from ..data.inference import KINDS, InferenceDataModule, InputImage, Kind, find_images
 
 log = logging.getLogger("mobiletasks.infer")
+EXPORTED = (".onnx", ".tflite", ".pte")  # mobiletasks.deploy.load_predictor's files
 
 # what each task's writer puts in the output folder
 _OUTPUTS = {
@@ -43,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mobiletasks infer",
         description=(
-            "Predict with a .ckpt of a mobiletasks run or an .onnx file from `mobiletasks export` on image files, "
+            "Predict with a .ckpt of a mobiletasks run, or an .onnx, .tflite or .pte file from `mobiletasks export`, "
+            "on image files, "
             "folders or glob patterns, without a config or the training data. Writes what `mobiletasks predict` "
             "writes for the task: detection: predictions.json (COCO results) and images/; segmentation: "
             "predictions.json, masks/ and overlays/; classification and attributes: predictions.json and "
@@ -51,7 +56,9 @@ def parser() -> argparse.ArgumentParser:
             "be read are skipped with a warning and counted (docs/deploy.md)."
         ),
     )
-    p.add_argument("model", help="a .ckpt of a mobiletasks run, or an .onnx file written by `mobiletasks export`")
+    p.add_argument(
+        "model", help="a .ckpt of a mobiletasks run, or an .onnx, .tflite or .pte file written by `mobiletasks export`"
+    )
     p.add_argument(
         "inputs",
         nargs="+",
@@ -84,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--accelerator",
         default="auto",
-        help="a .ckpt's device, as Lightning names it: auto, cpu, gpu, ... (default auto); .onnx runs on the CPU",
+        help="a .ckpt's device, as Lightning names it: auto, cpu, gpu, ... (default auto); exported files: the CPU",
     )
     p.add_argument("--overwrite", action="store_true", help="write into an output folder that holds predictions")
     return p
@@ -103,8 +110,9 @@ def _count(text: str) -> int | None:
     return value
 
 
-class OnnxPredictModule(L.LightningModule):
-    """A LightningModule whose ``predict_step`` runs an :class:`~mobiletasks.deploy.OnnxPredictor` and returns what
+class PredictorModule(L.LightningModule):
+    """A LightningModule whose ``predict_step`` runs a :class:`~mobiletasks.deploy.Predictor` (ONNX, LiteRT or
+    ExecuTorch) and returns what
     the task's own ``predict_step`` returns, so the task's prediction writer takes it unchanged:
 
     - detection: per image a dict of ``boxes`` float [K, 4] (xyxy, the image's pixels), ``scores``, ``labels``
@@ -112,7 +120,7 @@ class OnnxPredictModule(L.LightningModule):
     - segmentation: the class map int64 [B, H, W] of the (padded) batch;
     - classification: probabilities [B, K] (softmax; a sigmoid for ``attributes``, whose ``multi_label`` is True).
 
-    The session runs on the CPU (onnxruntime), whatever device Lightning gives the batch.
+    The runtime runs on the CPU, whatever device Lightning gives the batch.
     """
 
     def __init__(self, predictor: Any) -> None:
@@ -147,24 +155,26 @@ def load_model(path: Path) -> tuple[L.LightningModule, Kind, dict[str, Any]]:
     """The module that predicts, its task and what was recorded about its data (``class_names``,
     ``category_ids``, ``image_size``, ``crop_fraction``; absent where nothing was recorded)."""
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist; pass a .ckpt of a run or an .onnx file")
-    if path.suffix.lower() == ".onnx":
-        from ..deploy import OnnxPredictor
+        raise FileNotFoundError(
+            f"model file {path} does not exist; pass a .ckpt of a run or an exported .onnx, .tflite or .pte file"
+        )
+    if path.suffix.lower() in EXPORTED:
+        from ..deploy import load_predictor
 
-        predictor = OnnxPredictor(path)
+        predictor = load_predictor(path)
         info = predictor.info
         if info.task not in KINDS:
             raise ValueError(f"{path} is of task {info.task!r}; infer predicts with {', '.join(KINDS)} models")
-        onnx_record: dict[str, Any] = {"image_size": info.input_size[0], "crop_fraction": info.crop_fraction}
+        exported_record: dict[str, Any] = {"image_size": info.input_size[0], "crop_fraction": info.crop_fraction}
         if info.class_names:
-            onnx_record["class_names"] = list(info.class_names)
+            exported_record["class_names"] = list(info.class_names)
         if info.category_ids is not None:
-            onnx_record["category_ids"] = list(info.category_ids)
-        return OnnxPredictModule(predictor), info.task, onnx_record
+            exported_record["category_ids"] = list(info.category_ids)
+        return PredictorModule(predictor), info.task, exported_record
     if path.suffix.lower() != ".ckpt":
         raise ValueError(
-            f"model {path}: expected a .ckpt (a checkpoint of `mobiletasks fit`) or an .onnx file (`mobiletasks "
-            "export`), by its suffix"
+            f"model {path}: expected a .ckpt (a checkpoint of `mobiletasks fit`) or an .onnx, .tflite or .pte file "
+            "(`mobiletasks export`), by its suffix"
         )
     from ..tasks.checkpoint import load_task
 
@@ -200,7 +210,7 @@ def _check_record(model: Path, kind: str, record: dict[str, Any]) -> None:
         return
     fix = (
         "export it with --class-names, or from a checkpoint that records them"
-        if model.suffix.lower() == ".onnx"
+        if model.suffix.lower() in EXPORTED
         else "it was saved before mobiletasks recorded them; checkpoints saved from now on do"
     )
     log.warning("%s does not record %s: %s", model, "; ".join(missing), fix)
@@ -268,9 +278,9 @@ def _run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
     )
     log.info("%s: %s model, %d images", model_path, kind, len(images))
-    onnx = isinstance(module, OnnxPredictModule)
+    exported = isinstance(module, PredictorModule)
     trainer = L.Trainer(
-        accelerator="cpu" if onnx else args.accelerator,
+        accelerator="cpu" if exported else args.accelerator,
         devices=1,
         logger=False,
         enable_checkpointing=False,

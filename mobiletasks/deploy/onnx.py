@@ -51,6 +51,8 @@ class DeployInfo:
             then center crop (``mobiletasks.data.transforms.classification_eval_transform``).
         category_ids: the dataset's ids of the classes (COCO category ids), written to ``predictions.json``.
         model: the registered model name, for information.
+        postprocess: a detector exported without its post-processing (LiteRT, ExecuTorch): the
+            ``DetectionPostprocess.config()`` that the predictor runs after the network.
     """
 
     task: Task
@@ -61,9 +63,10 @@ class DeployInfo:
     crop_fraction: float = 0.875
     category_ids: list[int] | None = None
     model: str = ""
+    postprocess: dict[str, Any] | None = None
 
     def to_metadata(self) -> dict[str, str]:
-        return {key: json.dumps(value) for key, value in asdict(self).items()}
+        return {key: json.dumps(value) for key, value in asdict(self).items() if key != "postprocess" or value}
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str], source: object = "the model") -> DeployInfo:
@@ -95,6 +98,29 @@ def _normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ..
             "RGB in [0, 1] and normalize inside (mobiletasks.preprocessing)"
         )
     return tuple(model.image_mean), tuple(model.image_std)
+
+
+def describe(
+    model: nn.Module,
+    task: Task,
+    input_size: int | Sequence[int] | None = None,
+    class_names: Sequence[str] = (),
+    crop_fraction: float = 0.875,
+    category_ids: Sequence[int] | None = None,
+    model_name: str = "",
+) -> DeployInfo:
+    """The :class:`DeployInfo` of ``model`` exported for ``task`` (arguments as :func:`export_onnx`'s)."""
+    size = input_size or (model.default_input_size if isinstance(model, HasInputSize) else None) or 224
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return DeployInfo(
+        task,
+        (height, width),
+        list(class_names),
+        *_normalization(model),
+        crop_fraction,
+        None if category_ids is None else list(category_ids),
+        model_name,
+    )
 
 
 def export_onnx(
@@ -137,21 +163,11 @@ def export_onnx(
     was_training = model.training
     graph, task = inference_graph(model.eval(), task)
     try:
-        size = input_size or (model.default_input_size if isinstance(model, HasInputSize) else None) or 224
-        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        info = DeployInfo(
-            task,
-            (height, width),
-            list(class_names),
-            *_normalization(model),
-            crop_fraction,
-            None if category_ids is None else list(category_ids),
-            model_name,
-        )
+        info = describe(model, task, input_size, class_names, crop_fraction, category_ids, model_name)
+        height, width = info.input_size
         example = torch.rand(2 if dynamic_batch else 1, 3, height, width)
         with torch.no_grad():
-            first = graph(example)
-        _check_classes(task, first, len(class_names))
+            check_classes(task, graph(example), len(class_names))
         dims: dict[int, Any] = {}
         if dynamic_batch:
             dims[0] = torch.export.Dim("batch", min=1, max=4096)
@@ -201,7 +217,7 @@ def _quiet(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _check_classes(task: Task, outputs: Any, num_names: int) -> None:
+def check_classes(task: Task, outputs: Any, num_names: int) -> None:
     if not num_names or task == "detection":
         return
     logits = outputs if isinstance(outputs, torch.Tensor) else outputs[0]

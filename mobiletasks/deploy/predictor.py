@@ -1,7 +1,9 @@
-"""Run an exported model with onnxruntime: the task's preprocessing before, its outputs as the eager model's.
+"""Run an exported model: the task's preprocessing before, its outputs as the eager model's. :class:`Predictor` is
+the call contract; :class:`OnnxPredictor` runs an ``.onnx`` file with onnxruntime, and :func:`load_predictor`
+picks the predictor of a ``.onnx``, ``.tflite`` (LiteRT) or ``.pte`` (ExecuTorch) file.
 
 Example:
-    >>> predictor = OnnxPredictor("ssdlite.onnx")  # doctest: +SKIP
+    >>> predictor = load_predictor("ssdlite.onnx")  # doctest: +SKIP
     >>> detections = predictor([np.asarray(Image.open("street.jpg").convert("RGB"))])  # doctest: +SKIP
     >>> detections[0]["boxes"].shape  # doctest: +SKIP
     (12, 4)
@@ -18,15 +20,13 @@ import numpy as np
 from ..common import PathLike
 from .onnx import DeployInfo
 
-__all__ = ["OnnxPredictor"]
+__all__ = ["OnnxPredictor", "Predictor", "load_predictor"]
 
 Images = np.ndarray | Sequence[np.ndarray] | Any  # a batch array or tensor, or a list of uint8 images
 
 
-class OnnxPredictor:
-    """An onnxruntime session of a file from :func:`~mobiletasks.deploy.export_onnx` (or ``mobiletasks export``).
-
-    Calling it on ``images`` gives what the eager model gives:
+class Predictor:
+    """An exported model in a runtime; calling it on ``images`` gives what the eager model gives:
 
     - detection: per image a dict of ``boxes`` float32 [K, 4] (xyxy, pixels of that image), ``scores`` float32
       [K] and ``labels`` int64 [K] (0-based), by score;
@@ -38,35 +38,14 @@ class OnnxPredictor:
     (``classification_eval_transform(input_size, crop_fraction)``); a batch array for a classifier must already
     have its ``input_size``.
 
-    Args:
-        path: the ``.onnx`` file.
-        providers: onnxruntime execution providers (default: CPU).
-        threads: intra-op threads (None: onnxruntime's default, one per core).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a file without mobiletasks metadata, or images of the wrong shape or type.
+    Subclasses set ``path``, ``info`` (:class:`DeployInfo`) and ``max_batch`` (None: any batch size) and
+    implement ``_run``: float32 [N, 3, H, W] -> the graph's outputs as arrays.
     """
 
-    def __init__(self, path: PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX file {self.path} does not exist; write one with `mobiletasks export`")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=list(providers or ["CPUExecutionProvider"])
-            )
-        except Exception as err:
-            raise ValueError(f"onnxruntime cannot load {self.path}: {err}") from err
-        self.info = DeployInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
-        batch = self.session.get_inputs()[0].shape[0]
-        self.max_batch = batch if isinstance(batch, int) else None  # None: any batch size
-        self._preprocess: Any = None
+    path: Path
+    info: DeployInfo
+    max_batch: int | None = None
+    _preprocess: Any = None
 
     @property
     def task(self) -> str:
@@ -134,10 +113,7 @@ class OnnxPredictor:
         return batch
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
-        if self.max_batch is None or len(batch) <= self.max_batch:
-            return self.session.run(None, {"images": batch})
-        parts = [self.session.run(None, {"images": batch[i : i + 1]}) for i in range(len(batch))]
-        return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
+        raise NotImplementedError
 
     def _outputs(self, outputs: list[np.ndarray]) -> Any:
         if self.task != "detection":
@@ -147,3 +123,74 @@ class OnnxPredictor:
             {"boxes": boxes[i, :n], "scores": scores[i, :n], "labels": labels[i, :n]}
             for i, n in enumerate(counts.tolist())
         ]
+
+
+class OnnxPredictor(Predictor):
+    """An onnxruntime session of a file from :func:`~mobiletasks.deploy.export_onnx` (or ``mobiletasks export``),
+    with the call contract of :class:`Predictor`.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: onnxruntime execution providers (default: CPU).
+        threads: intra-op threads (None: onnxruntime's default, one per core).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file without mobiletasks metadata, or images of the wrong shape or type.
+    """
+
+    def __init__(self, path: PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX file {self.path} does not exist; write one with `mobiletasks export`")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as err:
+            raise ValueError(f"onnxruntime cannot load {self.path}: {err}") from err
+        self.info = DeployInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        batch = self.session.get_inputs()[0].shape[0]
+        self.max_batch = batch if isinstance(batch, int) else None  # None: any batch size
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self.max_batch is None or len(batch) <= self.max_batch:
+            return self.session.run(None, {"images": batch})
+        parts = [self.session.run(None, {"images": batch[i : i + 1]}) for i in range(len(batch))]
+        return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
+
+
+def load_predictor(path: PathLike, *, threads: int | None = None) -> Predictor:
+    """The predictor of an exported model, by its suffix: ``.onnx`` (:class:`OnnxPredictor`, onnxruntime),
+    ``.tflite`` (:class:`~mobiletasks.deploy.litert.LiteRTPredictor`, LiteRT) or ``.pte``
+    (:class:`~mobiletasks.deploy.executorch.ExecuTorchPredictor`, ExecuTorch with XNNPACK).
+
+    Args:
+        path: the model file (``mobiletasks export --format onnx|litert|executorch``).
+        threads: the runtime's CPU threads (None: its default).
+
+    Raises:
+        FileNotFoundError: no such file (or, for LiteRT and ExecuTorch, no metadata file beside it).
+        ValueError: another suffix, or a file the runtime cannot load.
+        ImportError: the runtime is not installed (``pip install "mobiletasks[mobile]"``).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        return OnnxPredictor(path, threads=threads)
+    if suffix == ".tflite":
+        from .litert import LiteRTPredictor
+
+        return LiteRTPredictor(path, threads=threads)
+    if suffix == ".pte":
+        from .executorch import ExecuTorchPredictor
+
+        return ExecuTorchPredictor(path, threads=threads)
+    raise ValueError(
+        f"{path}: unknown model file type {suffix or '(no suffix)'!r}; expected .onnx (onnxruntime), .tflite (LiteRT) "
+        "or .pte (ExecuTorch), as `mobiletasks export --format onnx|litert|executorch` writes them"
+    )
