@@ -213,6 +213,14 @@ def test_export_refuses_what_does_not_fit(tmp_path: Path, capsys: pytest.Capture
     assert "m.tflite" in capsys.readouterr().out  # the name the format writes
     assert main([*base, "--format", "executorch", "--opset", "18", "--output", str(tmp_path / "m.pte")]) == 2
     assert "--opset" in capsys.readouterr().out
+    detector = ["export", "--model", "ssdlite_mobilenet_v2", "num_classes=2", "width_mult=0.25", "size=96"]
+    assert main([*detector, "--input-size", "128", "--output", str(tmp_path / "d.tflite")]) == 2
+    assert "96x96" in capsys.readouterr().out  # the detector's own size, which its anchors were made for
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*base, "--int8", "--calibration-images", str(empty), "--output", str(tmp_path / "m.tflite")]) == 2
+    assert str(empty) in capsys.readouterr().out
+    empty.rmdir()
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
     assert main([*base, "--output", str(tmp_path / "m.pte")]) == 2  # the format by the suffix

@@ -149,6 +149,10 @@ def _run(args: argparse.Namespace) -> int:
     int8_output = output.with_suffix(".int8" + SUFFIXES[fmt])
     if args.int8 and not args.calibration_images:
         raise ValueError("--int8 calibrates on training images: add --calibration-images DIR")
+    if args.int8:  # a missing or empty folder, or a bad count, stops the export before anything is written
+        from ..deploy.quantize import calibration_subset
+
+        calibration_subset(args.calibration_images, args.calibration_count)
     if fmt != "onnx" and args.opset is not None:
         raise ValueError(f"--opset is an ONNX option; --format {fmt} has none")
     written = [output, *([int8_output] if args.int8 else [])]
@@ -161,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or choose another --output")
     model, record = build(args)
+    if fmt != "onnx" and args.input_size is None and _is_detector(model):
+        record.pop("image_size", None)  # a detector's mobile file runs at the model's own size
     options: dict[str, Any] = {
         "task": args.task or (record.get("kind") if record.get("kind") in TASKS else None),
         "input_size": args.input_size or record.get("image_size"),
@@ -189,6 +195,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.int8:
         print(f"wrote {int8_output}: int8 (static, calibrated on {args.calibration_images})")
     return 0
+
+
+def _is_detector(model: Any) -> bool:
+    from ..models.detection import SSDDetector
+
+    return isinstance(model, SSDDetector)
 
 
 def _onnx(args: argparse.Namespace, model: Any, output: Path, int8_output: Path, options: dict[str, Any]) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from ..common import PathLike, replace_atomically
 from .graphs import Task
@@ -71,9 +71,13 @@ def export_litert(
         ValueError: a task or class names that do not fit the model; ``int8_path`` without calibration images.
     """
     require("litert_torch", runtime="LiteRT export")
-    if int8_path is not None and calibration_images is None:
-        raise ValueError("int8 calibrates on training images: give calibration_images (--calibration-images DIR)")
+    if int8_path is not None:
+        require("ai_edge_quantizer", runtime="LiteRT int8")
+        if calibration_images is None:
+            raise ValueError("int8 calibrates on training images: give calibration_images (--calibration-images DIR)")
     graph, info, example = mobile_graph(model, task, input_size, class_names, crop_fraction, category_ids, model_name)
+    # the calibration images are read before anything is written: a bad folder leaves no half export
+    batches = None if int8_path is None else calibration_batches(info, calibration_images or [], calibration_count)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with converter_output("litert-torch"):
@@ -83,9 +87,8 @@ def export_litert(
         replace_atomically(path, converted.export)
     write_sidecar(info, path, runtime="litert", int8=False)
     log.info("%s model written to %s (LiteRT)", info.task, path)
-    if int8_path is not None:
-        assert calibration_images is not None
-        quantize_litert(path, int8_path, calibration_images, count=calibration_count)
+    if int8_path is not None and batches is not None:
+        _quantize(path, Path(int8_path), info, batches)
     return info
 
 
@@ -109,7 +112,10 @@ def quantize_litert(
     if not model_path.is_file():
         raise FileNotFoundError(f"LiteRT file {model_path} does not exist; write one with `mobiletasks export`")
     info, _ = read_sidecar(model_path)
-    batches = calibration_batches(info, calibration_images, count)
+    return _quantize(model_path, output_path, info, calibration_batches(info, calibration_images, count))
+
+
+def _quantize(model_path: Path, output_path: Path, info: DeployInfo, batches: list[Tensor]) -> Path:
     log.info("calibrating %s on %d images", model_path, len(batches))
     with converter_output("ai-edge-quantizer"):
         from ai_edge_litert.interpreter import Interpreter
@@ -119,10 +125,11 @@ def quantize_litert(
         tool = quantizer.Quantizer(str(model_path))
         tool.load_quantization_recipe(recipe.static_wi8_ai8())
         ranges = tool.calibrate({signature: [{inputs[0]: batch.numpy()} for batch in batches]})
-        result = tool.quantize(ranges)
+        quantized = tool.quantize(ranges).quantized_model
+    if quantized is None:
+        raise RuntimeError(f"ai-edge-quantizer gave no model for {model_path}")
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    assert result.quantized_model is not None
-    replace_atomically(output_path, lambda name: Path(name).write_bytes(bytes(result.quantized_model or b"")))
+    replace_atomically(output_path, lambda name: Path(name).write_bytes(bytes(quantized)))
     write_sidecar(info, output_path, runtime="litert", int8=True)
     log.info("int8 model written to %s", output_path)
     return output_path

@@ -158,10 +158,11 @@ def mobile_graph(
     The graph is an eval copy of ``model`` with BatchNorm folded and contiguous (NCHW) weights (XNNPACK's layout
     pass refuses channels-last weights), wrapped as the task's graph; a detector's is its network without
     post-processing (:class:`~mobiletasks.deploy.graphs.DetectionHeadGraph`), whose configuration goes into the
-    metadata. ``model`` is not changed.
+    metadata; its input size is the detector's own. ``model`` is not changed.
 
     Raises:
-        ValueError: a task that does not fit the model, or class names that do not fit its outputs.
+        ValueError: a task that does not fit the model, class names that do not fit its outputs, or a detector's
+            ``input_size`` other than its own.
     """
     from .graphs import DetectionGraph, inference_graph
 
@@ -169,6 +170,13 @@ def mobile_graph(
     graph, task = inference_graph(copy, task)  # checks that the task fits the model
     info = describe(copy, task, input_size, class_names, crop_fraction, category_ids, model_name)
     if isinstance(graph, DetectionGraph):
+        if input_size is not None and info.input_size != graph.size:
+            raise ValueError(
+                f"a detector's LiteRT or ExecuTorch file takes the input size its anchors were made for, "
+                f"{graph.size[0]}x{graph.size[1]}, not {info.input_size[0]}x{info.input_size[1]}: leave the input size "
+                f"out, or build the model at that size (e.g. size={info.input_size[0]}) and train it there"
+            )
+        info.input_size = graph.size
         info.postprocess = graph.postprocess.config()
         graph = graph.network
     example = torch.rand(1, 3, *info.input_size, generator=torch.Generator().manual_seed(0))
@@ -186,10 +194,26 @@ def calibration_batches(info: DeployInfo, images: PathLike | Sequence[PathLike],
         FileNotFoundError: no such folder.
         ValueError: a bad ``count``, no images, or none readable.
     """
-    from .quantize import CalibrationImages, _preprocessing, calibration_subset
+    from .quantize import CalibrationImages, calibration_preprocessing, calibration_subset
 
-    reader = CalibrationImages(calibration_subset(images, count), _preprocessing(info))
+    reader = CalibrationImages(calibration_subset(images, count), calibration_preprocessing(info))
     return [torch.from_numpy(array) for array in reader.arrays]
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """PyTorch on one thread around the runtime: the resizing and post-processing work on small tensors, and
+    PyTorch's thread pool, spinning after each operation, took the cores from the runtime's threads (a 14 ms int8
+    SSDLite call took 38-49 ms with two threads on a busy 2-core machine; docs/deploy.md)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class MobilePredictor(Predictor):
@@ -230,6 +254,10 @@ class MobilePredictor(Predictor):
 
     @torch.inference_mode()
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        with _one_torch_thread():
+            return self._run_images(batch)
+
+    def _run_images(self, batch: np.ndarray) -> list[np.ndarray]:
         size = tuple(self.info.input_size)
         parts: list[list[np.ndarray]] = []
         for image in torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).split(1):

@@ -30,7 +30,14 @@ from .onnx import DeployInfo, read_metadata
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUANTIZED_OPS", "CalibrationImages", "calibration_subset", "quantize_int8", "quantized_nodes"]
+__all__ = [
+    "QUANTIZED_OPS",
+    "CalibrationImages",
+    "calibration_preprocessing",
+    "calibration_subset",
+    "quantize_int8",
+    "quantized_nodes",
+]
 
 # the op types quantized inside the network: onnxruntime fuses Q/DQ around Conv and Gemm into integer kernels
 # (QLinearConv, QGemm), folds the ReLU6 clips into the range of the convolution before them, and runs the
@@ -75,7 +82,7 @@ def calibration_subset(images: PathLike | Sequence[PathLike], count: int) -> lis
     return [paths[i] for i in picks]
 
 
-def _preprocessing(info: DeployInfo) -> Callable[[np.ndarray], np.ndarray]:
+def calibration_preprocessing(info: DeployInfo) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 [H, W, 3] -> float32 [3, H', W'] in [0, 1], the input the model sees in use: a classifier's
     evaluation crop, a detector's or segmenter's image at the model's ``input_size`` (a detector resizes to it
     inside anyway; a segmenter is calibrated at its training size)."""
@@ -210,7 +217,7 @@ def quantize_int8(
         output_path: the int8 file to write; an existing file is replaced only once the new one is complete.
         calibration_images: a folder of images like the training images (any depth), or a list of image files;
             ``count`` of them, evenly spaced in sorted order (:func:`calibration_subset`), are preprocessed as in
-            use (see ``_preprocessing``) and run through the model.
+            use (see ``calibration_preprocessing``) and run through the model.
         count: how many images calibrate the activation ranges.
         method: how a range is taken from the calibration activations: ``minmax`` (their extremes), ``percentile``
             (99.999% of the values) or ``entropy`` (KL divergence); the latter two hold every activation in memory.
@@ -241,7 +248,7 @@ def quantize_int8(
         raise ValueError(f"unknown calibration method {method!r}; expected one of {', '.join(methods)}")
     info = read_metadata(model_path)
     paths = calibration_subset(calibration_images, count)
-    reader = CalibrationImages(paths, _preprocessing(info))
+    reader = CalibrationImages(paths, calibration_preprocessing(info))
     log.info("calibrating %s on %d images", model_path, len(reader))
 
     proto = onnx.load(str(model_path))
