@@ -236,9 +236,10 @@ def test_predictor_errors(tmp_path: Path) -> None:
     (tmp_path / "lonely.pte").write_bytes(b"not a program")
     with pytest.raises(FileNotFoundError, match=r"lonely\.pte\.json"):  # the metadata file, named
         load_predictor(tmp_path / "lonely.pte")
-    metadata_path(tmp_path / "lonely.pte").write_text("[1, 2]")
-    with pytest.raises(ValueError, match=r"lonely\.pte\.json"):
-        load_predictor(tmp_path / "lonely.pte")
+    for text in ("[1, 2]", '{"task": "detection"}', '{"task": "detection", "input_size": 320}', "{"):
+        metadata_path(tmp_path / "lonely.pte").write_text(text)
+        with pytest.raises(ValueError, match=r"lonely\.pte\.json"):
+            load_predictor(tmp_path / "lonely.pte")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -76,10 +76,17 @@ class DeployInfo:
                 f"{source} has no mobiletasks metadata (task, input_size): export it with `mobiletasks export` or "
                 "mobiletasks.deploy.export_onnx"
             )
-        known["input_size"] = tuple(known["input_size"])
-        for key in ("image_mean", "image_std"):
-            if key in known:
-                known[key] = tuple(known[key])
+        try:
+            height, width = (int(side) for side in known["input_size"])
+            known["input_size"] = (height, width)
+            for key in ("image_mean", "image_std"):
+                if key in known:
+                    known[key] = tuple(float(v) for v in known[key])
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{source}: unreadable mobiletasks metadata ({err}): input_size must be [height, width], image_mean "
+                "and image_std lists of numbers; export the model again"
+            ) from err
         return cls(**known)
 
 
