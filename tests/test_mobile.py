@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from conftest import randomize
 from data_trees import DataTrees
+from PIL import Image
 from test_quantize import _centered_correlation, _images, _write, steered
 from torchvision.ops import box_iou
 
@@ -216,6 +217,17 @@ def test_export_refuses_what_does_not_fit(tmp_path: Path, capsys: pytest.Capture
     detector = ["export", "--model", "ssdlite_mobilenet_v2", "num_classes=2", "width_mult=0.25", "size=96"]
     assert main([*detector, "--input-size", "128", "--output", str(tmp_path / "d.tflite")]) == 2
     assert "96x96" in capsys.readouterr().out  # the detector's own size, which its anchors were made for
+    assert main([*detector, "--class-names", "a,b,c", "--output", str(tmp_path / "d.tflite")]) == 2
+    assert "3 class names for a detector of 2 object classes" in capsys.readouterr().out
+    assert main([*detector, "--class-names", "a,b,c", "--output", str(tmp_path / "d.onnx")]) == 2  # ONNX too
+    assert "3 class names" in capsys.readouterr().out
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_images(seed=0, count=1)[0]).save(photo)
+    assert main([*base, "--calibration-images", str(tmp_path), "--output", str(tmp_path / "m.tflite")]) == 2
+    assert "add --int8" in capsys.readouterr().out
+    assert main([*base, "--int8", "--calibration-images", str(photo), "--output", str(tmp_path / "m.tflite")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().out
+    photo.unlink()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([*base, "--int8", "--calibration-images", str(empty), "--output", str(tmp_path / "m.tflite")]) == 2
@@ -247,6 +259,16 @@ def test_unreadable_model_file(fmt: str, tmp_path: Path) -> None:
     model = randomize(create_model("mobilenet_v1", num_classes=3, width_mult=0.25))
     good = tmp_path / f"good{SUFFIX[fmt]}"
     _export(fmt, model, good, input_size=32)
+    with pytest.raises(ValueError, match=SUFFIX[fmt]):  # the runtime is told by the suffix
+        _export(fmt, model, tmp_path / "good.onnx", input_size=32)
+    with pytest.raises(ValueError, match="threads"):
+        load_predictor(good, threads=0)
+    other = tmp_path / f"other{SUFFIX[fmt]}"  # a metadata file of another export beside it
+    other.write_bytes(good.read_bytes())
+    record = {**json.loads(metadata_path(good).read_text()), "input_size": [48, 48]}
+    metadata_path(other).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="not from the same export"):
+        load_predictor(other)
     bad = tmp_path / f"bad{SUFFIX[fmt]}"
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 3])  # a truncated copy
     metadata_path(bad).write_text(metadata_path(good).read_text())

@@ -149,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
     int8_output = output.with_suffix(".int8" + SUFFIXES[fmt])
     if args.int8 and not args.calibration_images:
         raise ValueError("--int8 calibrates on training images: add --calibration-images DIR")
+    if args.calibration_images and not args.int8:
+        raise ValueError("--calibration-images is for the int8 file: add --int8, or leave the images out")
     if args.int8:  # a missing or empty folder, or a bad count, stops the export before anything is written
         from ..deploy.quantize import calibration_subset
 

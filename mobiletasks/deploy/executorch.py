@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..common import PathLike, replace_atomically
 from .graphs import Task
-from .mobile import MobilePredictor, calibration_batches, converter_output, mobile_graph, require, write_sidecar
+from .mobile import MobilePredictor, converter_output, export_mobile, require
 from .onnx import DeployInfo
 
 log = logging.getLogger(__name__)
@@ -94,26 +94,22 @@ def export_executorch(
         FileNotFoundError: no calibration folder.
     """
     require("executorch", runtime="ExecuTorch export")
-    if int8_path is not None and calibration_images is None:
-        raise ValueError("int8 calibrates on training images: give calibration_images (--calibration-images DIR)")
-    graph, info, example = mobile_graph(model, task, input_size, class_names, crop_fraction, category_ids, model_name)
-    batches = None if int8_path is None else calibration_batches(info, calibration_images or [], calibration_count)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with converter_output("ExecuTorch"):
-        _lower(graph, example, path)
-    write_sidecar(info, path, runtime="executorch", int8=False)
-    log.info("%s model written to %s (ExecuTorch)", info.task, path)
-    if int8_path is not None:
-        assert batches is not None
-        int8_path = Path(int8_path)
-        int8_path.parent.mkdir(parents=True, exist_ok=True)
-        log.info("calibrating on %d images", len(batches))
-        with converter_output("ExecuTorch"):
-            _lower(_quantized(graph, example, batches), example, int8_path)
-        write_sidecar(info, int8_path, runtime="executorch", int8=True)
-        log.info("int8 model written to %s", int8_path)
-    return info
+    return export_mobile(
+        model,
+        path,
+        "executorch",
+        _lower,
+        lambda _, graph, example, output, batches: _lower(_quantized(graph, example, batches), example, output),
+        task=task,
+        input_size=input_size,
+        class_names=class_names,
+        crop_fraction=crop_fraction,
+        category_ids=category_ids,
+        model_name=model_name,
+        int8_path=int8_path,
+        calibration_images=calibration_images,
+        calibration_count=calibration_count,
+    )
 
 
 class ExecuTorchPredictor(MobilePredictor):
@@ -143,6 +139,10 @@ class ExecuTorchPredictor(MobilePredictor):
 
                 _unsafe_reset_threadpool(int(threads))
             self._method = Runtime.get().load_program(self.path).load_method("forward")
+
+    def _signature(self) -> tuple[Sequence[int], int]:
+        meta = self._method.metadata
+        return tuple(meta.input_tensor_meta(0).sizes()), meta.num_outputs()
 
     def _invoke(self, image: np.ndarray) -> list[np.ndarray]:
         outputs = self._method.execute([torch.from_numpy(image)])

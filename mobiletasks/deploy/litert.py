@@ -25,7 +25,7 @@ from .mobile import (
     MobilePredictor,
     calibration_batches,
     converter_output,
-    mobile_graph,
+    export_mobile,
     read_sidecar,
     require,
     write_sidecar,
@@ -73,23 +73,28 @@ def export_litert(
     require("litert_torch", runtime="LiteRT export")
     if int8_path is not None:
         require("ai_edge_quantizer", runtime="LiteRT int8")
-        if calibration_images is None:
-            raise ValueError("int8 calibrates on training images: give calibration_images (--calibration-images DIR)")
-    graph, info, example = mobile_graph(model, task, input_size, class_names, crop_fraction, category_ids, model_name)
-    # the calibration images are read before anything is written: a bad folder leaves no half export
-    batches = None if int8_path is None else calibration_batches(info, calibration_images or [], calibration_count)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with converter_output("litert-torch"):
-        import litert_torch
+    return export_mobile(
+        model,
+        path,
+        "litert",
+        _convert,
+        lambda float_path, _graph, _example, output, batches: _quantize(float_path, output, batches),
+        task=task,
+        input_size=input_size,
+        class_names=class_names,
+        crop_fraction=crop_fraction,
+        category_ids=category_ids,
+        model_name=model_name,
+        int8_path=int8_path,
+        calibration_images=calibration_images,
+        calibration_count=calibration_count,
+    )
 
-        converted = litert_torch.convert(graph, (example,))
-        replace_atomically(path, converted.export)
-    write_sidecar(info, path, runtime="litert", int8=False)
-    log.info("%s model written to %s (LiteRT)", info.task, path)
-    if int8_path is not None and batches is not None:
-        _quantize(path, Path(int8_path), info, batches)
-    return info
+
+def _convert(graph: nn.Module, example: Tensor, path: Path) -> None:
+    import litert_torch
+
+    replace_atomically(path, litert_torch.convert(graph, (example,)).export)
 
 
 def quantize_litert(
@@ -112,27 +117,27 @@ def quantize_litert(
     if not model_path.is_file():
         raise FileNotFoundError(f"LiteRT file {model_path} does not exist; write one with `mobiletasks export`")
     info, _ = read_sidecar(model_path)
-    return _quantize(model_path, output_path, info, calibration_batches(info, calibration_images, count))
-
-
-def _quantize(model_path: Path, output_path: Path, info: DeployInfo, batches: list[Tensor]) -> Path:
-    log.info("calibrating %s on %d images", model_path, len(batches))
+    batches = calibration_batches(info, calibration_images, count)
     with converter_output("ai-edge-quantizer"):
-        from ai_edge_litert.interpreter import Interpreter
-        from ai_edge_quantizer import quantizer, recipe
+        _quantize(model_path, output_path, batches)
+    write_sidecar(info, output_path, runtime="litert", int8=True)
+    log.info("int8 model written to %s", output_path)
+    return output_path
 
-        signature, inputs = _signature(Interpreter(str(model_path)))
-        tool = quantizer.Quantizer(str(model_path))
-        tool.load_quantization_recipe(recipe.static_wi8_ai8())
-        ranges = tool.calibrate({signature: [{inputs[0]: batch.numpy()} for batch in batches]})
-        quantized = tool.quantize(ranges).quantized_model
+
+def _quantize(model_path: Path, output_path: Path, batches: list[Tensor]) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    signature, inputs = _signature(Interpreter(str(model_path)))
+    tool = quantizer.Quantizer(str(model_path))
+    tool.load_quantization_recipe(recipe.static_wi8_ai8())
+    ranges = tool.calibrate({signature: [{inputs[0]: batch.numpy()} for batch in batches]})
+    quantized = tool.quantize(ranges).quantized_model
     if quantized is None:
         raise RuntimeError(f"ai-edge-quantizer gave no model for {model_path}")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     replace_atomically(output_path, lambda name: Path(name).write_bytes(bytes(quantized)))
-    write_sidecar(info, output_path, runtime="litert", int8=True)
-    log.info("int8 model written to %s", output_path)
-    return output_path
 
 
 def _signature(interpreter: Any) -> tuple[str, list[str]]:
@@ -172,6 +177,9 @@ class LiteRTPredictor(MobilePredictor):
         details = self._runner.get_output_details()
         # the converter names outputs output_0, output_1, ... in the graph's order
         self._outputs_details = sorted(details.items(), key=lambda item: int(item[0].rsplit("_", 1)[-1]))
+
+    def _signature(self) -> tuple[Sequence[int], int]:
+        return tuple(int(d) for d in self._input_details["shape"]), len(self._outputs_details)
 
     def _invoke(self, image: np.ndarray) -> list[np.ndarray]:
         details = self._input_details

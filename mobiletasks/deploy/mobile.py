@@ -28,7 +28,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "MobilePredictor",
     "calibration_batches",
     "converter_output",
+    "export_mobile",
     "metadata_path",
     "mobile_graph",
     "read_sidecar",
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 EXTRA = 'pip install "mobiletasks[mobile]"'
 SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "executorch": ".pte"}
+NAMES = {"onnx": "ONNX", "litert": "LiteRT", "executorch": "ExecuTorch"}
 
 
 def require(*modules: str, runtime: str) -> None:
@@ -216,6 +218,59 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+WriteFloat = Callable[[nn.Module, Tensor, Path], None]  # (graph, example, file)
+WriteInt8 = Callable[[Path, nn.Module, Tensor, Path, list[Tensor]], None]  # (float file, graph, example, file, batches)
+
+
+def export_mobile(
+    model: nn.Module,
+    path: PathLike,
+    runtime: str,
+    write_float: WriteFloat,
+    write_int8: WriteInt8,
+    *,
+    task: Task | None = None,
+    input_size: int | Sequence[int] | None = None,
+    class_names: Sequence[str] = (),
+    crop_fraction: float = 0.875,
+    category_ids: Sequence[int] | None = None,
+    model_name: str = "",
+    int8_path: PathLike | None = None,
+    calibration_images: PathLike | Sequence[PathLike] | None = None,
+    calibration_count: int = 64,
+) -> DeployInfo:
+    """The steps of a LiteRT or ExecuTorch export around the converter's (``write_float``, ``write_int8``): the
+    graph (:func:`mobile_graph`), the calibration images read before anything is written (a bad folder leaves no
+    half export), each file with its metadata file beside it. Arguments as ``export_litert``'s."""
+    if int8_path is not None and calibration_images is None:
+        raise ValueError("int8 calibrates on training images: give calibration_images (--calibration-images DIR)")
+    if int8_path is None and calibration_images is not None:
+        raise ValueError("calibration images are for an int8 file: give int8_path too (--int8), or leave them out")
+    for file in (path, *([] if int8_path is None else [int8_path])):
+        if Path(file).suffix.lower() != SUFFIXES[runtime]:
+            raise ValueError(
+                f"{file}: a {NAMES[runtime]} file is named *{SUFFIXES[runtime]} (load_predictor and `mobiletasks "
+                f"infer` tell the runtime by it); name it {Path(file).with_suffix(SUFFIXES[runtime]).name}"
+            )
+    graph, info, example = mobile_graph(model, task, input_size, class_names, crop_fraction, category_ids, model_name)
+    batches = None if int8_path is None else calibration_batches(info, calibration_images or [], calibration_count)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with converter_output(NAMES[runtime]):
+        write_float(graph, example, path)
+    write_sidecar(info, path, runtime=runtime, int8=False)
+    log.info("%s model written to %s (%s)", info.task, path, NAMES[runtime])
+    if int8_path is not None and batches is not None:
+        int8_path = Path(int8_path)
+        int8_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("calibrating on %d images", len(batches))
+        with converter_output(NAMES[runtime]):
+            write_int8(path, graph, example, int8_path, batches)
+        write_sidecar(info, int8_path, runtime=runtime, int8=True)
+        log.info("int8 model written to %s", int8_path)
+    return info
+
+
 class MobilePredictor(Predictor):
     """A LiteRT or ExecuTorch model with its metadata file, with the call contract of
     :class:`~mobiletasks.deploy.predictor.Predictor`; the pre- and post-processing around the network are in this
@@ -240,12 +295,26 @@ class MobilePredictor(Predictor):
             if self.info.postprocess is None:
                 raise ValueError(f"{metadata_path(self.path)} has no post-processing for its detector; export again")
             self._postprocess = DetectionPostprocess.from_config(self.info.postprocess)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a number >= 1 (or None: the runtime's default), got {threads!r}")
         try:
             self._load(threads)
         except (RuntimeError, ValueError, OSError) as err:
             raise ValueError(f"{self.runtime} cannot load {self.path}: {err}") from err
+        shape, outputs = self._signature()
+        want = (1, 3, *self.info.input_size), 2 if self.info.task == "detection" else 1
+        if (tuple(shape), outputs) != want:
+            raise ValueError(
+                f"{self.path} takes {list(shape)} and gives {outputs} outputs, but its metadata "
+                f"{metadata_path(self.path)} describes a {self.info.task} model taking {list(want[0])} with {want[1]}: "
+                "the two files are not from the same export; export the model again"
+            )
 
     def _load(self, threads: int | None) -> None:
+        raise NotImplementedError
+
+    def _signature(self) -> tuple[Sequence[int], int]:
+        """The file's input shape and its number of outputs."""
         raise NotImplementedError
 
     def _invoke(self, image: np.ndarray) -> list[np.ndarray]:

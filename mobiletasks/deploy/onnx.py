@@ -119,6 +119,12 @@ def describe(
     """The :class:`DeployInfo` of ``model`` exported for ``task`` (arguments as :func:`export_onnx`'s)."""
     size = input_size or (model.default_input_size if isinstance(model, HasInputSize) else None) or 224
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    classes = getattr(model, "num_classes", None)
+    if task == "detection" and class_names and isinstance(classes, int) and len(class_names) != classes:
+        raise ValueError(
+            f"{len(class_names)} class names for a detector of {classes} object classes; give one per class, "
+            "background not included"
+        )
     return DeployInfo(
         task,
         (height, width),

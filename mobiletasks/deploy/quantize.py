@@ -71,6 +71,11 @@ def calibration_subset(images: PathLike | Sequence[PathLike], count: int) -> lis
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"calibration count must be a positive number of images, e.g. 64, got {count!r}")
     if isinstance(images, str | Path):
+        if Path(images).is_file():
+            raise ValueError(
+                f"calibration images {images} is a file, not a folder: pass the folder of training images it is in "
+                "(or, in Python, a list of image files)"
+            )
         paths = list_images(images, "calibration image folder")
     else:
         paths = [Path(p) for p in images]
