@@ -83,24 +83,25 @@ def _train(trees: DataTrees) -> Path:
 @pytest.fixture(scope="module")
 def detector_files(
     fmt: str, detector: torch.nn.Module, calibration: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
+) -> tuple[Path, Path | None]:
+    """The float file and, for LiteRT, the int8 one (ExecuTorch lowers a detector in 30-40 s, twice for int8: its
+    int8 is checked on a classifier below)."""
     folder = tmp_path_factory.mktemp(f"detector_{fmt}")
     fp32, int8 = folder / f"ssd{SUFFIX[fmt]}", folder / f"ssd.int8{SUFFIX[fmt]}"
+    quantize = {"int8_path": int8, "calibration_images": calibration, "calibration_count": 8}
     _export(
         fmt,
         detector,
         fp32,
         class_names=list("abcdef"),
         category_ids=[1, 2, 3, 5, 8, 13],
-        int8_path=int8,
-        calibration_images=calibration,
-        calibration_count=8,
+        **(quantize if fmt == "litert" else {}),
     )
-    return fp32, int8
+    return fp32, int8 if fmt == "litert" else None
 
 
 def test_detection_gives_the_eager_detections_on_photos(
-    detector: torch.nn.Module, detector_files: tuple[Path, Path], trees: DataTrees
+    detector: torch.nn.Module, detector_files: tuple[Path, Path | None], trees: DataTrees
 ) -> None:
     """Photos of their own sizes: the same boxes, scores and labels after NMS as the eager model."""
     photos = _photos(_train(trees), 4)
@@ -122,18 +123,20 @@ def test_detection_gives_the_eager_detections_on_photos(
         np.testing.assert_allclose(g["scores"], w["scores"].numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_detection_int8_follows_fp32(detector_files: tuple[Path, Path], trees: DataTrees) -> None:
+def test_detection_int8_follows_fp32(detector_files: tuple[Path, Path | None], trees: DataTrees) -> None:
+    if detector_files[1] is None:
+        pytest.skip("ExecuTorch's int8 is checked on a classifier (test_logits_and_masks_follow_eager)")
     photos = _photos(_train(trees), 8)
-    fp32, int8 = (load_predictor(p) for p in detector_files)
+    fp32, int8 = (load_predictor(p) for p in detector_files)  # type: ignore[arg-type]
     assert int8.int8 and not fp32.int8  # type: ignore[attr-defined]
-    assert detector_files[1].stat().st_size < 0.45 * detector_files[0].stat().st_size
+    assert detector_files[1].stat().st_size < 0.45 * detector_files[0].stat().st_size  # type: ignore[union-attr]
     ious = []
     for w, g in zip(fp32(photos), int8(photos), strict=True):
         assert len(g["boxes"]) > 0
         same = torch.from_numpy(w["labels"][:10, None] == g["labels"][None])
         iou = box_iou(torch.from_numpy(w["boxes"][:10]), torch.from_numpy(g["boxes"])) * same
         ious.append(float(iou.max(1).values.mean()))  # each of the 10 best boxes' best match
-    # measured 0.985 (LiteRT) and 0.983 (ExecuTorch); onnxruntime's int8 of such a detector: 0.988, and 0.948 when
+    # measured 0.985 (LiteRT; ExecuTorch 0.983); onnxruntime's int8 of such a detector: 0.988, and 0.948 when
     # calibrated on images in [0, 255] instead of [0, 1] (tests/test_quantize.py)
     assert np.mean(ious) > 0.96
 
@@ -144,7 +147,7 @@ def test_logits_and_masks_follow_eager(
 ) -> None:
     """Classifier logits within tolerance; a segmenter's masks on voc128 photos as the eager model's at the export
     size (the file's fixed input), resized back to each photo's size. LiteRT's int8 file close to the float one
-    (ExecuTorch's int8 lowering takes 20-40 s a model here: its detector's above stands for it)."""
+    ExecuTorch's int8 classifier close to the float one (its lowering takes 30-40 s a segmenter here)."""
     torch.manual_seed(0)
     images = _images(seed=0)
     fp32, int8 = tmp_path / f"m{SUFFIX[fmt]}", tmp_path / f"m.int8{SUFFIX[fmt]}"
@@ -154,7 +157,7 @@ def test_logits_and_masks_follow_eager(
     else:
         model = steered(create_model("deeplabv3_mobilenet_v2", num_classes=4, width_mult=0.35, aspp=False), images)
         names = ["bg", "x", "y", "z"]
-    quantize = fmt == "litert"
+    quantize = fmt == "litert" or kind == "classification"
     options: dict[str, Any] = {"int8_path": int8, "calibration_images": calibration, "calibration_count": 8}
     _export(fmt, model, fp32, input_size=64, class_names=names, **(options if quantize else {}))
     predictor = load_predictor(fp32)
@@ -164,9 +167,11 @@ def test_logits_and_masks_follow_eager(
         with torch.inference_mode():
             want = model(batch).numpy()
         np.testing.assert_allclose(predictor(batch.numpy()), want, rtol=1e-3, atol=1e-4)
-        if quantize:  # measured 0.77, every layer int8 up to the logits (onnxruntime's int8 of a MobileNetV2, whose
-            # logits stay float: 0.91; calibrated on images in [0, 255] instead of [0, 1]: 0.09, tests/test_quantize.py)
-            assert _centered_correlation(predictor(_images(seed=1)), load_predictor(int8)(_images(seed=1))) > 0.6
+        if quantize:  # measured 0.77 (LiteRT, every layer int8 up to the logits) and 0.87 (ExecuTorch, float logits
+            # out; onnxruntime's int8 of a MobileNetV2, logits float too: 0.91; calibrated on images in [0, 255]
+            # instead of [0, 1]: 0.09, tests/test_quantize.py)
+            corr = _centered_correlation(predictor(_images(seed=1)), load_predictor(int8)(_images(seed=1)))
+            assert corr > 0.6
         return
     photos = _photos(trees.voc128 / "VOC2012" / "JPEGImages", 3)
     got = predictor(photos)

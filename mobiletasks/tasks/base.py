@@ -343,7 +343,9 @@ class BaseTask(L.LightningModule):
         trainer = self.trainer
         limit = getattr(trainer, f"limit_{split}_batches", None)
         datamodule = getattr(trainer, "datamodule", None)
-        if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False) or limit != 1.0:
+        # the whole split is the float 1.0 (Lightning's default); the int 1 is one batch
+        whole = isinstance(limit, float) and limit == 1.0
+        if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False) or not whole:
             return None
         if not isinstance(datamodule, HasSplits):
             return None
