@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
+from ..deploy.predictor import SUFFIXES
+
 log = logging.getLogger("mobiletasks.export")
-SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "executorch": ".pte"}  # as mobiletasks.deploy.load_predictor
 
 
 def parser() -> argparse.ArgumentParser:

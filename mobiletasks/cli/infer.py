@@ -29,9 +29,10 @@ from torch import Tensor
 
 from ..data.base import default_num_workers
 from ..data.inference import KINDS, InferenceDataModule, InputImage, Kind, find_images
+from ..deploy.predictor import SUFFIXES
 
 log = logging.getLogger("mobiletasks.infer")
-EXPORTED = (".onnx", ".tflite", ".pte")  # mobiletasks.deploy.load_predictor's files
+EXPORTED = tuple(SUFFIXES.values())  # mobiletasks.deploy.load_predictor's files
 
 # what each task's writer puts in the output folder
 _OUTPUTS = {

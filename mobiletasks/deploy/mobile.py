@@ -20,6 +20,7 @@ is a JSON file beside the model: ``<model file>.json``, e.g. ``ssdlite.tflite.js
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -41,7 +42,7 @@ from ..common import PathLike, replace_atomically
 from ..optimize import optimize_for_inference
 from .graphs import DetectionPostprocess, Task
 from .onnx import DeployInfo, check_classes, describe
-from .predictor import Predictor
+from .predictor import SUFFIXES, Predictor
 
 __all__ = [
     "EXTRA",
@@ -60,7 +61,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXTRA = 'pip install "mobiletasks[mobile]"'
-SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "executorch": ".pte"}
 NAMES = {"onnx": "ONNX", "litert": "LiteRT", "executorch": "ExecuTorch"}
 
 
@@ -113,7 +113,7 @@ def metadata_path(path: PathLike) -> Path:
 
 def write_sidecar(info: DeployInfo, path: PathLike, *, runtime: str, int8: bool) -> Path:
     """Write ``info`` (with the runtime and whether the file is int8) beside the model file ``path``."""
-    record = {"format": runtime, "int8": int8, **json.loads(json.dumps(info.__dict__))}
+    record = {"format": runtime, "int8": int8, **dataclasses.asdict(info)}
     target = metadata_path(path)
 
     def write(name: str) -> None:

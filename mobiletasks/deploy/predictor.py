@@ -20,7 +20,10 @@ import numpy as np
 from ..common import PathLike
 from .onnx import DeployInfo
 
-__all__ = ["OnnxPredictor", "Predictor", "load_predictor"]
+__all__ = ["SUFFIXES", "OnnxPredictor", "Predictor", "load_predictor"]
+
+# the file of each export format, by which load_predictor (and `mobiletasks infer`) tells the runtime
+SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "executorch": ".pte"}
 
 Images = np.ndarray | Sequence[np.ndarray] | Any  # a batch array or tensor, or a list of uint8 images
 
@@ -180,13 +183,13 @@ def load_predictor(path: PathLike, *, threads: int | None = None) -> Predictor:
         ImportError: the runtime is not installed (``pip install "mobiletasks[mobile]"``).
     """
     suffix = Path(path).suffix.lower()
-    if suffix == ".onnx":
+    if suffix == SUFFIXES["onnx"]:
         return OnnxPredictor(path, threads=threads)
-    if suffix == ".tflite":
+    if suffix == SUFFIXES["litert"]:
         from .litert import LiteRTPredictor
 
         return LiteRTPredictor(path, threads=threads)
-    if suffix == ".pte":
+    if suffix == SUFFIXES["executorch"]:
         from .executorch import ExecuTorchPredictor
 
         return ExecuTorchPredictor(path, threads=threads)
